@@ -1,0 +1,11 @@
+"""Building blocks shared by the TIPS towers."""
+
+from keras_tips.layers.attention import FusedQKVAttention
+from keras_tips.layers.drop_path import DropPath
+from keras_tips.layers.layer_scale import LayerScale
+from keras_tips.layers.mlp import MLP
+from keras_tips.layers.mlp import FusedSwiGLU
+from keras_tips.layers.positions import resize_position_grid
+from keras_tips.layers.positions import sinusoidal_positions
+from keras_tips.layers.transformer_blocks import TextTransformerBlock
+from keras_tips.layers.transformer_blocks import VisionTransformerBlock

@@ -1,0 +1,296 @@
+"""The TIPS image tower: a DINOv2-style ViT/14 with two CLS tokens."""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_tips.layers.positions import resize_position_grid
+from keras_tips.layers.transformer_blocks import VisionTransformerBlock
+
+
+@keras.saving.register_keras_serializable(package="keras_tips")
+class TIPSVisionEncoder(keras.layers.Layer):
+    """ViT image encoder with two CLS tokens, LayerScale and a mask token.
+
+    Tokens are laid out as `[CLS1, CLS2, patch_1 ... patch_N]`. CLS1 gets the
+    first learned position embedding; CLS2 (stored as a "register" token in the
+    official checkpoints) gets none; the patch position embeddings are learned
+    on a `position_grid_size` x `position_grid_size` grid and resized
+    (bilinear, antialiased) to the patch grid of each input, so any image
+    whose sides are multiples of `patch_size` can be encoded, non-square ones
+    too. An optional boolean patch mask replaces patch embeddings by the
+    learned mask token before positions are added (masked image modelling).
+
+    Args:
+        hidden_dim: int. Token width.
+        num_layers: int. Number of transformer blocks.
+        num_heads: int. Attention heads per block.
+        intermediate_dim: int. Feed-forward hidden width (for `"swiglu"`, the
+            width of each gated half).
+        patch_size: int. Side of the square patches (14 for TIPS).
+        position_grid_size: int. Side of the learned position-embedding grid.
+        ffn_type: `"mlp"` (exact GELU) or `"swiglu"` (fused SwiGLU, g/14).
+        layer_scale_init_value: float. Initial LayerScale value.
+        layer_norm_epsilon: float. LayerNorm epsilon (1e-6).
+        drop_path_rate: float. Stochastic depth of the last block; earlier
+            blocks get linearly smaller rates.
+        **kwargs: standard `keras.layers.Layer` arguments.
+
+    Example:
+    ```python
+    encoder = TIPSVisionEncoder(
+        hidden_dim=64, num_layers=2, num_heads=4, intermediate_dim=256,
+        position_grid_size=4,
+    )
+    outputs = encoder(keras.ops.ones((2, 56, 84, 3)))
+    outputs["cls_1"].shape  # (2, 64)
+    outputs["patches"].shape  # (2, 24, 64): a 4 x 6 patch grid
+    ```
+    """
+
+    def __init__(
+        self,
+        hidden_dim,
+        num_layers,
+        num_heads,
+        intermediate_dim,
+        patch_size=14,
+        position_grid_size=16,
+        ffn_type="mlp",
+        layer_scale_init_value=1e-5,
+        layer_norm_epsilon=1e-6,
+        drop_path_rate=0.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.hidden_dim = int(hidden_dim)
+        self.num_layers = int(num_layers)
+        self.num_heads = int(num_heads)
+        self.intermediate_dim = int(intermediate_dim)
+        self.patch_size = int(patch_size)
+        self.position_grid_size = int(position_grid_size)
+        self.ffn_type = ffn_type
+        self.layer_scale_init_value = layer_scale_init_value
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.drop_path_rate = float(drop_path_rate)
+
+        policy = self.dtype_policy
+        self.patch_embedding = keras.layers.Conv2D(
+            self.hidden_dim,
+            kernel_size=self.patch_size,
+            strides=self.patch_size,
+            padding="valid",
+            data_format="channels_last",
+            dtype=policy,
+            name="patch_embed",
+        )
+        self.blocks = []
+        for index in range(self.num_layers):
+            rate = self.drop_path_rate * index / max(self.num_layers - 1, 1)
+            self.blocks.append(
+                VisionTransformerBlock(
+                    num_heads=self.num_heads,
+                    intermediate_dim=self.intermediate_dim,
+                    ffn_type=ffn_type,
+                    layer_scale_init_value=layer_scale_init_value,
+                    layer_norm_epsilon=layer_norm_epsilon,
+                    drop_path_rate=rate,
+                    dtype=policy,
+                    name=f"blocks_{index}",
+                )
+            )
+        self.norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, dtype=policy, name="norm"
+        )
+
+    def build(self, input_shape=None):
+        dim = self.hidden_dim
+        token_init = keras.initializers.TruncatedNormal(stddev=0.02)
+        self.cls_token = self.add_weight(
+            name="cls_token", shape=(1, 1, dim), initializer=token_init
+        )
+        self.register_token = self.add_weight(
+            name="register_token", shape=(1, 1, dim), initializer=token_init
+        )
+        self.mask_token = self.add_weight(
+            name="mask_token", shape=(1, dim), initializer="zeros"
+        )
+        self.position_embedding = self.add_weight(
+            name="position_embedding",
+            shape=(1, 1 + self.position_grid_size**2, dim),
+            initializer=token_init,
+        )
+        self.patch_embedding.build((None, None, None, 3))
+        for block in self.blocks:
+            block.build((None, None, dim))
+        self.norm.build((None, None, dim))
+        self.built = True
+
+    def _check_static_shape(self, shape):
+        if len(shape) != 4 or shape[-1] != 3:
+            raise ValueError(
+                "Expected images of shape (batch, height, width, 3). "
+                f"Received shape {tuple(shape)}."
+            )
+        for name, side in (("height", shape[1]), ("width", shape[2])):
+            if side is not None and side % self.patch_size:
+                raise ValueError(
+                    f"The image {name} ({side}) is not a multiple of the "
+                    f"patch size {self.patch_size}. Resize or crop the image "
+                    f"to a multiple of {self.patch_size} first."
+                )
+
+    def embed(self, images, patch_mask=None):
+        """Turns images into the `[CLS1, CLS2, patches]` token sequence."""
+        self._check_static_shape(images.shape)
+        images = ops.cast(images, self.compute_dtype)
+        shape = ops.shape(images)
+        batch = shape[0]
+        grid_h = shape[1] // self.patch_size
+        grid_w = shape[2] // self.patch_size
+        patches = self.patch_embedding(images)
+        patches = ops.reshape(patches, (batch, grid_h * grid_w, self.hidden_dim))
+        if patch_mask is not None:
+            mask_token = ops.cast(self.mask_token, patches.dtype)[None]
+            patches = ops.where(
+                ops.cast(patch_mask, "bool")[..., None], mask_token, patches
+            )
+        positions = ops.cast(self.position_embedding, patches.dtype)
+        size = self.position_grid_size
+        grid = ops.reshape(positions[:, 1:], (1, size, size, self.hidden_dim))
+        grid = resize_position_grid(grid, grid_h, grid_w)
+        patches = patches + ops.reshape(
+            grid, (1, grid_h * grid_w, self.hidden_dim)
+        )
+        cls_1 = ops.cast(self.cls_token, patches.dtype) + positions[:, :1]
+        cls_2 = ops.cast(self.register_token, patches.dtype)
+        ones = ops.ones((batch, 1, 1), dtype=patches.dtype)
+        return ops.concatenate([cls_1 * ones, cls_2 * ones, patches], axis=1)
+
+    def _split(self, tokens):
+        return {
+            "cls_1": tokens[:, 0],
+            "cls_2": tokens[:, 1],
+            "patches": tokens[:, 2:],
+        }
+
+    def call(
+        self,
+        images,
+        patch_mask=None,
+        training=None,
+        return_intermediates=False,
+        return_prenorm=False,
+        return_value_patches=False,
+    ):
+        """Encodes images.
+
+        Args:
+            images: float (B, H, W, 3) in [0, 1]; H and W multiples of 14.
+            patch_mask: optional bool (B, N), True for patches to replace by
+                the mask token (row-major patch order).
+            training: bool. Enables stochastic depth.
+            return_intermediates: bool. Also return every block's output
+                after the final LayerNorm: `"intermediate_cls_1"`,
+                `"intermediate_cls_2"` (B, L, D), `"intermediate_patches"`
+                (B, L, N, D).
+            return_prenorm: bool. Also return `"prenorm_tokens"`
+                (B, 2 + N, D), the tokens before the final LayerNorm.
+            return_value_patches: bool. Also return `"value_patches"`: the
+                normalised patch tokens of a last block whose attention is
+                replaced by each token's own value embedding (sharper maps
+                for zero-shot segmentation).
+
+        Returns:
+            A dict with `"cls_1"`, `"cls_2"` (B, D) and `"patches"` (B, N, D),
+            all after the final LayerNorm, plus the optional entries above.
+        """
+        x = self.embed(images, patch_mask)
+        intermediates = []
+        last_input = x
+        for block in self.blocks:
+            last_input = x
+            x = block(x, training=training)
+            if return_intermediates:
+                intermediates.append(self.norm(x))
+        outputs = self._split(self.norm(x))
+        if return_intermediates:
+            stacked = ops.stack(intermediates, axis=1)
+            outputs["intermediate_cls_1"] = stacked[:, :, 0]
+            outputs["intermediate_cls_2"] = stacked[:, :, 1]
+            outputs["intermediate_patches"] = stacked[:, :, 2:]
+        if return_prenorm:
+            outputs["prenorm_tokens"] = x
+        if return_value_patches:
+            value_tokens = self.blocks[-1](
+                last_input, training=training, value_only=True
+            )
+            outputs["value_patches"] = self.norm(value_tokens)[:, 2:]
+        return outputs
+
+    def compute_output_spec(self, images, patch_mask=None, **kwargs):
+        self._check_static_shape(images.shape)
+        batch, height, width = images.shape[:3]
+        if height is None or width is None:
+            num_patches = None
+        else:
+            num_patches = (height // self.patch_size) * (
+                width // self.patch_size
+            )
+        dim, dtype = self.hidden_dim, self.compute_dtype
+        spec = {
+            "cls_1": keras.KerasTensor((batch, dim), dtype),
+            "cls_2": keras.KerasTensor((batch, dim), dtype),
+            "patches": keras.KerasTensor((batch, num_patches, dim), dtype),
+        }
+        depth = self.num_layers
+        if kwargs.get("return_intermediates"):
+            for key in ("intermediate_cls_1", "intermediate_cls_2"):
+                spec[key] = keras.KerasTensor((batch, depth, dim), dtype)
+            spec["intermediate_patches"] = keras.KerasTensor(
+                (batch, depth, num_patches, dim), dtype
+            )
+        if kwargs.get("return_prenorm"):
+            tokens = None if num_patches is None else num_patches + 2
+            spec["prenorm_tokens"] = keras.KerasTensor(
+                (batch, tokens, dim), dtype
+            )
+        if kwargs.get("return_value_patches"):
+            spec["value_patches"] = keras.KerasTensor(
+                (batch, num_patches, dim), dtype
+            )
+        return spec
+
+    def num_patches(self, height, width):
+        """Number of patch tokens for an image of the given size."""
+        return (height // self.patch_size) * (width // self.patch_size)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "hidden_dim": self.hidden_dim,
+                "num_layers": self.num_layers,
+                "num_heads": self.num_heads,
+                "intermediate_dim": self.intermediate_dim,
+                "patch_size": self.patch_size,
+                "position_grid_size": self.position_grid_size,
+                "ffn_type": self.ffn_type,
+                "layer_scale_init_value": self.layer_scale_init_value,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+                "drop_path_rate": self.drop_path_rate,
+            }
+        )
+        return config
+
+
+def position_grid_size_from_table(num_positions):
+    """Side of the square grid behind a (1 + side**2)-entry position table."""
+    side = math.isqrt(num_positions - 1)
+    if side * side != num_positions - 1:
+        raise ValueError(
+            f"A position table of {num_positions} entries is not one CLS "
+            "entry plus a square grid."
+        )
+    return side
