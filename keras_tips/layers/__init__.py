@@ -9,3 +9,5 @@ from keras_tips.layers.positions import resize_position_grid
 from keras_tips.layers.positions import sinusoidal_positions
 from keras_tips.layers.transformer_blocks import TextTransformerBlock
 from keras_tips.layers.transformer_blocks import VisionTransformerBlock
+from keras_tips.layers.contrastive_head import ContrastiveHead
+from keras_tips.layers.contrastive_head import l2_normalize

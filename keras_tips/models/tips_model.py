@@ -1,0 +1,358 @@
+"""`TIPSModel`: the user-facing TIPS image-text model."""
+
+import keras
+import numpy as np
+from keras import ops
+from keras_hub.models import Task
+
+from keras_tips.layers.contrastive_head import l2_normalize
+from keras_tips.models.tips_backbone import TIPSBackbone
+from keras_tips.models.tips_preprocessor import TIPSPreprocessor
+from keras_tips.models.tips_presets import TIPS_PRESETS
+from keras_tips.models.tips_presets import resolve_preset
+from keras_tips.models.tips_tokenizer import check_texts
+
+CLS_TOKENS = ("cls_1", "cls_2")
+DEFAULT_TEMPLATES = ("a photo of a {}.",)
+
+
+def check_images(images, patch_size=14):
+    """Validates images for `encode_images`; returns a float32 NumPy array.
+
+    Accepts (H, W, 3) or (B, H, W, 3) floats in [0, 1] whose sides are
+    multiples of `patch_size`; anything else raises a `ValueError` that says
+    what is wrong and how to fix it.
+    """
+    if not isinstance(images, np.ndarray):
+        try:
+            images = ops.convert_to_numpy(images)
+        except Exception:
+            images = np.asarray(images)
+    if images.dtype == object or images.dtype.kind not in "fiub":
+        raise ValueError(
+            f"Images must be a numeric array; received dtype {images.dtype}."
+        )
+    if images.ndim == 3:
+        images = images[None]
+    if images.ndim != 4:
+        raise ValueError(
+            "Images must have shape (height, width, 3) or (batch, height, "
+            f"width, 3); received shape {images.shape}."
+        )
+    if images.shape[-1] != 3:
+        hint = (
+            " They look channels-first: transpose with "
+            "np.transpose(images, (0, 2, 3, 1))."
+            if images.shape[1] == 3
+            else ""
+        )
+        raise ValueError(
+            "Images must be RGB, channels last (..., 3); received shape "
+            f"{images.shape}.{hint}"
+        )
+    if images.shape[0] == 0:
+        raise ValueError("Received an empty batch of images.")
+    if images.dtype.kind != "f":
+        raise ValueError(
+            f"Images must be floats in [0, 1]; received dtype {images.dtype}. "
+            "Convert uint8 images with `images.astype('float32') / 255`, or "
+            "run them through `model.preprocessor`."
+        )
+    height, width = images.shape[1:3]
+    if height < patch_size or width < patch_size or height % patch_size or (
+        width % patch_size
+    ):
+        raise ValueError(
+            f"Image height and width must be positive multiples of the patch "
+            f"size {patch_size}; received {height} x {width}. Resize or crop "
+            f"them first (e.g. with `model.preprocessor`)."
+        )
+    images = images.astype("float32", copy=False)
+    if not np.isfinite(images).all():
+        raise ValueError("Images contain NaN or infinite values.")
+    low, high = float(images.min()), float(images.max())
+    if low < -1e-3 or high > 1.0 + 1e-3:
+        raise ValueError(
+            f"Image values must lie in [0, 1]; received values in [{low:g}, "
+            f"{high:g}]. Divide 0-255 images by 255."
+        )
+    return images
+
+
+def _compile(layer, function):
+    """Compiles an inference function of `layer` for the current backend.
+
+    JAX runs `function` under `jax.jit` with the layer's variables passed in
+    (stateless), TensorFlow under `tf.function`, PyTorch eagerly without
+    autograd bookkeeping.
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        def stateless(trainable, non_trainable, *args):
+            mapping = list(zip(layer.trainable_variables, trainable)) + list(
+                zip(layer.non_trainable_variables, non_trainable)
+            )
+            with keras.StatelessScope(state_mapping=mapping):
+                return function(*args)
+
+        jitted = jax.jit(stateless)
+
+        def run(*args):
+            return jitted(
+                [v.value for v in layer.trainable_variables],
+                [v.value for v in layer.non_trainable_variables],
+                *args,
+            )
+
+        return run
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(function, reduce_retracing=True)
+    import torch
+
+    def run_without_grad(*args):
+        with torch.no_grad():
+            return function(*args)
+
+    return run_without_grad
+
+
+@keras.saving.register_keras_serializable(package="keras_tips")
+class TIPSModel(Task):
+    """TIPS image-text model: encoders, preprocessing and zero-shot helpers.
+
+    Args:
+        backbone: a `TIPSBackbone`.
+        preprocessor: a `TIPSPreprocessor` or None.
+        **kwargs: standard `keras_hub.models.Task` arguments.
+
+    Example:
+    ```python
+    model = keras_tips.TIPSModel.from_preset("tips_oss_b14_highres_distilled")
+    features = model.encode_images(images)        # floats in [0, 1], NHWC
+    features["cls_1"], features["patches"]        # (B, D), (B, N, D)
+    text = model.encode_texts(["a dog", "a cat"])  # (2, D)
+    probs = model.classify(images, ["dog", "cat"])  # (B, 2)
+    ```
+    """
+
+    backbone_cls = TIPSBackbone
+    preprocessor_cls = TIPSPreprocessor
+
+    def __init__(self, backbone, preprocessor=None, **kwargs):
+        # === Layers ===
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+
+        # === Functional model ===
+        inputs = backbone.input
+        outputs = backbone(inputs)
+        kwargs.setdefault("compile", False)
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self._inference_functions = {}
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **kwargs):
+        """Loads a TIPS model from a registered name or a preset directory.
+
+        A registered name (see `TIPSModel.presets_available()`) is fetched
+        from the official release and converted on first use, then cached.
+
+        Args:
+            preset: a registered name or a preset directory / handle.
+            load_weights: bool. Whether to load the weights.
+            **kwargs: forwarded to `keras_hub.models.Task.from_preset`.
+        """
+        return super().from_preset(
+            resolve_preset(preset), load_weights=load_weights, **kwargs
+        )
+
+    @staticmethod
+    def presets_available():
+        """Names of the registered official checkpoints."""
+        return sorted(TIPS_PRESETS)
+
+    # --- Encoding -------------------------------------------------------
+
+    @property
+    def patch_size(self):
+        return self.backbone.vision_encoder.patch_size
+
+    def _image_function(self, options):
+        key = ("images",) + tuple(sorted(options.items()))
+        if key not in self._inference_functions:
+            encoder = self.backbone.vision_encoder
+
+            def encode(images, patch_mask=None):
+                return encoder(images, patch_mask=patch_mask, **options)
+
+            self._inference_functions[key] = _compile(encoder, encode)
+        return self._inference_functions[key]
+
+    def _text_function(self):
+        if "texts" not in self._inference_functions:
+            encoder = self.backbone.text_encoder
+            self._inference_functions["texts"] = _compile(
+                encoder, lambda ids, mask: encoder(ids, mask)
+            )
+        return self._inference_functions["texts"]
+
+    def encode_images(
+        self,
+        images,
+        batch_size=32,
+        patch_mask=None,
+        return_intermediates=False,
+        return_value_patches=False,
+    ):
+        """Encodes images at the size given.
+
+        Args:
+            images: float (B, H, W, 3) or (H, W, 3) in [0, 1], channels last,
+                H and W multiples of 14.
+            batch_size: int. Images per forward pass.
+            patch_mask: optional bool (B, N): patches replaced by the mask
+                token.
+            return_intermediates: bool. Also return every block's normalised
+                output (`"intermediate_*"` entries).
+            return_value_patches: bool. Also return `"value_patches"` (value
+                embeddings of the last block, for zero-shot segmentation).
+
+        Returns:
+            A dict of NumPy arrays: `"cls_1"`, `"cls_2"` (B, D) and
+            `"patches"` (B, N, D), raw (after the final LayerNorm, not
+            L2-normalised), N = (H / 14) * (W / 14) in row-major order.
+        """
+        images = check_images(images, self.patch_size)
+        num_patches = self.backbone.vision_encoder.num_patches(*images.shape[1:3])
+        if patch_mask is not None:
+            patch_mask = np.asarray(patch_mask)
+            if patch_mask.shape != (images.shape[0], num_patches):
+                raise ValueError(
+                    f"`patch_mask` must have shape {(images.shape[0], num_patches)}"
+                    f"; received {patch_mask.shape}."
+                )
+            patch_mask = patch_mask.astype(bool)
+        if int(batch_size) < 1:
+            raise ValueError(f"`batch_size` must be >= 1; received {batch_size}.")
+        function = self._image_function(
+            {
+                "return_intermediates": bool(return_intermediates),
+                "return_value_patches": bool(return_value_patches),
+            }
+        )
+        chunks = []
+        for start in range(0, images.shape[0], int(batch_size)):
+            stop = start + int(batch_size)
+            mask = None if patch_mask is None else patch_mask[start:stop]
+            outputs = function(images[start:stop], mask)
+            chunks.append(
+                {k: ops.convert_to_numpy(v).astype("float32") for k, v in outputs.items()}
+            )
+        return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+    def tokenize(self, texts):
+        """Token ids and padding mask (NumPy) of a list of strings."""
+        if self.preprocessor is None or self.preprocessor.tokenizer is None:
+            raise ValueError(
+                "This model has no tokenizer. Load it with "
+                "`TIPSModel.from_preset(...)` or pass a `TIPSPreprocessor`."
+            )
+        return self.preprocessor.tokenizer.tokenize_numpy(texts)
+
+    def encode_texts(self, texts, batch_size=256):
+        """Encodes strings with the model's tokenizer and text tower.
+
+        Args:
+            texts: a string or a list of strings.
+            batch_size: int. Texts per forward pass.
+
+        Returns:
+            A float32 NumPy array (T, D) of raw text embeddings (the empty
+            string gives zeros).
+        """
+        texts = check_texts(texts)
+        if not texts:
+            raise ValueError("Received an empty list of texts.")
+        token_ids, padding_mask = self.tokenize(texts)
+        function = self._text_function()
+        chunks = []
+        for start in range(0, len(texts), int(batch_size)):
+            stop = start + int(batch_size)
+            chunks.append(
+                ops.convert_to_numpy(
+                    function(token_ids[start:stop], padding_mask[start:stop])
+                ).astype("float32")
+            )
+        return np.concatenate(chunks)
+
+    # --- Zero-shot --------------------------------------------------------
+
+    def temperature_for(self, cls_token="cls_1"):
+        """The learned temperature used with `cls_token` (a Python float)."""
+        _check_cls(cls_token)
+        head = self.backbone.contrastive_head
+        value = head.temperature if cls_token == "cls_1" else head.synthetic_temperature
+        return float(ops.convert_to_numpy(value))
+
+    @staticmethod
+    def normalize(embeddings):
+        """L2-normalises embeddings along the last axis (NumPy in, out)."""
+        return ops.convert_to_numpy(l2_normalize(ops.convert_to_tensor(embeddings)))
+
+    def zero_shot_logits(self, image_embeddings, text_embeddings, cls_token="cls_1"):
+        """cosine(image, text) / temperature for every image-text pair.
+
+        Args:
+            image_embeddings: (B, D) raw CLS embeddings (`cls_token`'s).
+            text_embeddings: (T, D) raw text embeddings.
+            cls_token: `"cls_1"` (web-caption alignment, the default for
+                zero-shot, as officially) or `"cls_2"`.
+
+        Returns:
+            (B, T) NumPy logits.
+        """
+        images = self.normalize(np.asarray(image_embeddings, "float32"))
+        texts = self.normalize(np.asarray(text_embeddings, "float32"))
+        return images @ texts.T / self.temperature_for(cls_token)
+
+    def classify(
+        self, images, class_names, templates=DEFAULT_TEMPLATES, cls_token="cls_1"
+    ):
+        """Zero-shot class probabilities of images.
+
+        Each class embedding is the normalised mean of its normalised template
+        embeddings.
+
+        Args:
+            images: float (B, H, W, 3) in [0, 1].
+            class_names: list of str.
+            templates: format strings with one `{}` for the class name.
+            cls_token: `"cls_1"` (default) or `"cls_2"`.
+
+        Returns:
+            (B, C) NumPy probabilities.
+        """
+        _check_cls(cls_token)
+        class_names = check_texts(class_names)
+        if not class_names:
+            raise ValueError("`class_names` is empty.")
+        prompts = [t.format(c) for c in class_names for t in templates]
+        text = self.normalize(self.encode_texts(prompts))
+        text = text.reshape(len(class_names), len(templates), -1).mean(axis=1)
+        logits = self.zero_shot_logits(
+            self.encode_images(images)[cls_token], text, cls_token
+        )
+        logits = logits - logits.max(axis=1, keepdims=True)
+        probabilities = np.exp(logits)
+        return probabilities / probabilities.sum(axis=1, keepdims=True)
+
+
+def _check_cls(cls_token):
+    if cls_token not in CLS_TOKENS:
+        raise ValueError(
+            f"`cls_token` must be one of {CLS_TOKENS}; received {cls_token!r}."
+        )
