@@ -65,6 +65,20 @@ def resize_position_grid(grid, target_height, target_width):
         and (target_height, target_width) == (static_h, static_w)
     ):
         return grid
+    if not (isinstance(target_height, int) and isinstance(target_width, int)):
+        # Only TensorFlow traces with unknown image sizes (e.g. under
+        # `tf.function(reduce_retracing=True)`); `keras.ops.image.resize`
+        # wants Python ints, `tf.image.resize` takes the dynamic size and
+        # computes the same antialiased bilinear resize.
+        import tensorflow as tf
+
+        resized = tf.image.resize(
+            tf.cast(grid, "float32"),
+            tf.stack([target_height, target_width]),
+            method="bilinear",
+            antialias=True,
+        )
+        return ops.cast(resized, grid.dtype)
     resized = ops.image.resize(
         ops.cast(grid, "float32"),
         (target_height, target_width),

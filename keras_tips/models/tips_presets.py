@@ -146,6 +146,37 @@ def _fetch(url, cache_dir):
         ) from error
 
 
+PRESET_FILES = (
+    "config.json",
+    "metadata.json",
+    "tokenizer.json",
+    "preprocessor.json",
+    "image_converter.json",
+    os.path.join("assets", "tokenizer", "vocabulary.spm"),
+)
+
+
+def check_preset_dir(preset_dir):
+    """Raises a clear error when a local preset directory is incomplete."""
+    missing = [
+        name
+        for name in PRESET_FILES
+        if not os.path.isfile(os.path.join(preset_dir, name))
+    ]
+    has_weights = any(
+        os.path.isfile(os.path.join(preset_dir, name))
+        for name in ("model.weights.h5", "model.weights.json")
+    )
+    if not has_weights:
+        missing.append("model.weights.h5")
+    if missing:
+        raise FileNotFoundError(
+            f"The preset directory {preset_dir!r} is incomplete: missing "
+            f"{', '.join(missing)}. Re-create it with `model.save_to_preset` "
+            "or `keras-tips convert`."
+        )
+
+
 def resolve_preset(preset):
     """Returns a local preset directory for `preset`.
 
@@ -160,6 +191,14 @@ def resolve_preset(preset):
         str, a preset handle keras-hub can load.
     """
     if preset not in TIPS_PRESETS:
+        if isinstance(preset, (str, os.PathLike)) and os.path.isdir(preset):
+            check_preset_dir(os.fspath(preset))
+            return os.fspath(preset)
+        if isinstance(preset, str) and "://" not in preset:
+            raise ValueError(
+                f"Unknown preset {preset!r}: not a directory and not one of "
+                f"the registered names {sorted(TIPS_PRESETS)}."
+            )
         return preset
     entry = TIPS_PRESETS[preset]
     cache_dir = keras_tips_home()
