@@ -57,7 +57,7 @@ class TIPSTokenizer(SentencePieceTokenizer):
 
     def set_proto(self, proto):
         super().set_proto(proto)
-        if proto is not None and self.token_to_id("<pad>") != 0:
+        if proto is not None and self._sentence_piece_spm.pad_id() != 0:
             raise ValueError(
                 "The SentencePiece model must have '<pad>' as id 0, as the "
                 "TIPS tokenizer does."
