@@ -128,9 +128,26 @@ def text_config_from_state(state, num_heads=None, max_sequence_length=64):
     }
 
 
+# Layout changes between PyTorch and Keras, each with its inverse. Dense
+# kernels are (out, in) in PyTorch and (in, out) in Keras; convolution
+# kernels (out, in, kh, kw) and (kh, kw, in, out).
+TRANSPOSE = "transpose"
+CONV = "conv"
+_TO_KERAS = {
+    None: lambda w: w,
+    TRANSPOSE: np.transpose,
+    CONV: lambda w: np.transpose(w, (2, 3, 1, 0)),
+}
+_TO_OFFICIAL = {
+    None: lambda w: w,
+    TRANSPOSE: np.transpose,
+    CONV: lambda w: np.transpose(w, (3, 2, 0, 1)),
+}
+
+
 def _dense(layer, prefix):
-    """(variable, official key, transform) triples of a `Dense` layer."""
-    pairs = [(layer.kernel, f"{prefix}.weight", np.transpose)]
+    """(variable, official key, layout) triples of a `Dense` layer."""
+    pairs = [(layer.kernel, f"{prefix}.weight", TRANSPOSE)]
     if layer.use_bias:
         pairs.append((layer.bias, f"{prefix}.bias", None))
     return pairs
@@ -147,12 +164,7 @@ def vision_weight_map(encoder):
         (encoder.register_token, "register_tokens", None),
         (encoder.mask_token, "mask_token", None),
         (encoder.position_embedding, "pos_embed", None),
-        # PyTorch convolutions are (out, in, kh, kw); Keras wants (kh, kw, in, out).
-        (
-            encoder.patch_embedding.kernel,
-            "patch_embed.proj.weight",
-            lambda w: np.transpose(w, (2, 3, 1, 0)),
-        ),
+        (encoder.patch_embedding.kernel, "patch_embed.proj.weight", CONV),
         (encoder.patch_embedding.bias, "patch_embed.proj.bias", None),
     ]
     for index, block in enumerate(encoder.blocks):
@@ -178,7 +190,7 @@ def text_weight_map(encoder):
     pairs = [(encoder.token_embedding.embeddings, "token_embedding.weight", None)]
     for index, block in enumerate(encoder.blocks):
         p = f"transformer.resblocks.{index}"
-        pairs.append((block.attention.qkv.kernel, f"{p}.attn.in_proj_weight", np.transpose))
+        pairs.append((block.attention.qkv.kernel, f"{p}.attn.in_proj_weight", TRANSPOSE))
         pairs.append((block.attention.qkv.bias, f"{p}.attn.in_proj_bias", None))
         pairs += _dense(block.attention.proj, f"{p}.attn.out_proj")
         pairs += _norm(block.norm1, f"{p}.ln_1")
@@ -193,7 +205,7 @@ def assign_weights(pairs, state, description, ignore=()):
     """Assigns official arrays to Keras variables, strictly.
 
     Args:
-        pairs: list of (variable, key, transform) from a `*_weight_map`.
+        pairs: list of (variable, key, layout) from a `*_weight_map`.
         state: dict of official arrays.
         description: str, for error messages.
         ignore: keys that may be present without a variable (e.g. the
@@ -211,27 +223,34 @@ def assign_weights(pairs, state, description, ignore=()):
             f"{missing[:8]}{'...' if len(missing) > 8 else ''}, unexpected keys "
             f"{unexpected[:8]}{'...' if len(unexpected) > 8 else ''}."
         )
-    for variable, key, transform in pairs:
-        value = np.asarray(state[key], dtype="float32")
-        if transform is not None:
-            value = transform(value)
-        value = value.reshape(value.shape) if value.ndim else value
+    for variable, key, layout in pairs:
+        value = _TO_KERAS[layout](np.asarray(state[key], dtype="float32"))
         if tuple(value.shape) != tuple(variable.shape):
-            # The CLS / register tokens are (1, 1, D) in the checkpoint and
-            # the mask token (1, D): reshape only when sizes agree exactly.
-            if value.size == np.prod(variable.shape) and key in (
-                "cls_token",
-                "register_tokens",
-                "mask_token",
-            ):
-                value = value.reshape(variable.shape)
-            else:
-                raise CheckpointError(
-                    f"Shape mismatch for {key!r} in the {description}: the "
-                    f"checkpoint has {tuple(state[key].shape)}, the model "
-                    f"expects {tuple(variable.shape)} (after layout change)."
-                )
+            raise CheckpointError(
+                f"Shape mismatch for {key!r} in the {description}: the "
+                f"checkpoint has {tuple(state[key].shape)}, the model expects "
+                f"{tuple(_TO_OFFICIAL[layout](np.zeros(variable.shape)).shape)}."
+            )
         variable.assign(value)
+
+
+def export_official_state(pairs):
+    """The inverse of `assign_weights`: Keras variables -> official arrays.
+
+    Args:
+        pairs: list of (variable, key, layout) from a `*_weight_map`.
+
+    Returns:
+        A dict of official key -> float32 array, ready for `np.savez`.
+    """
+    import keras
+
+    return {
+        key: _TO_OFFICIAL[layout](
+            keras.ops.convert_to_numpy(variable).astype("float32")
+        )
+        for variable, key, layout in pairs
+    }
 
 
 def load_official_vision_weights(encoder, state):

@@ -83,9 +83,9 @@ class VisionTransformerBlock(keras.layers.Layer):
 
     def call(self, inputs, training=None, value_only=False):
         attended = self.attention(self.norm1(inputs), value_only=value_only)
-        x = inputs + self.drop_path(self.layer_scale1(attended), training)
+        x = inputs + self.drop_path(self.layer_scale1(attended), training=training)
         x = x + self.drop_path(
-            self.layer_scale2(self.ffn(self.norm2(x))), training
+            self.layer_scale2(self.ffn(self.norm2(x))), training=training
         )
         return x
 

@@ -210,13 +210,16 @@ def resolve_preset(preset):
     vision = _fetch(entry["vision_url"], cache_dir)
     text = _fetch(entry["text_url"], cache_dir)
     tokenizer = _fetch(entry["tokenizer_url"], cache_dir)
+    text_config = entry["config"]["text"]
     convert_official_checkpoint(
         vision_path=vision,
         text_path=text,
         tokenizer_path=tokenizer,
         output_dir=preset_dir,
+        overwrite=True,
         image_size=entry["config"]["image_size"],
         vision_num_heads=entry["config"]["vision"]["num_heads"],
-        text_num_heads=entry["config"]["text"]["num_heads"],
+        text_num_heads=text_config["num_heads"],
+        max_sequence_length=text_config.get("max_sequence_length", 64),
     )
     return preset_dir
