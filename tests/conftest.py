@@ -58,3 +58,13 @@ def tiny_model(reference_presets):
     from keras_tips import TIPSModel
 
     return TIPSModel.from_preset(reference_presets["tips_tiny"])
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests run only when KERAS_TIPS_SLOW=1 (CI sets it)."""
+    if os.environ.get("KERAS_TIPS_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: set KERAS_TIPS_SLOW=1 to run")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
