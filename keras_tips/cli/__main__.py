@@ -1,0 +1,5 @@
+import sys
+
+from keras_tips.cli.main import main
+
+sys.exit(main())
