@@ -6,13 +6,6 @@ Public API:
     convert_official_checkpoint.
 """
 
-import os
-
-# keras-hub imports TensorFlow for its preprocessing layers on every backend;
-# TensorFlow's C++ start-up logging (CUDA probes, CPU features) is noise for
-# JAX and PyTorch users. Set TF_CPP_MIN_LOG_LEVEL yourself to see it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
 from keras_tips.conversion.convert import convert_official_checkpoint
 from keras_tips.models import TIPS_PRESETS
 from keras_tips.models import TIPSBackbone
