@@ -83,8 +83,8 @@ def _compile(layer, function):
     """Compiles an inference function of `layer` for the current backend.
 
     JAX runs `function` under `jax.jit` with the layer's variables passed in
-    (stateless), TensorFlow under `tf.function`, PyTorch eagerly without
-    autograd bookkeeping.
+    (stateless), TensorFlow under `tf.function`, PyTorch eagerly in inference
+    mode (no autograd bookkeeping).
     """
     backend = keras.backend.backend()
     if backend == "jax":
@@ -114,7 +114,7 @@ def _compile(layer, function):
     import torch
 
     def run_without_grad(*args):
-        with torch.no_grad():
+        with torch.inference_mode():
             return function(*args)
 
     return run_without_grad
