@@ -1,0 +1,36 @@
+"""Data: image-text sources, the grain pretraining pipeline, shapes dataset.
+
+Public API:
+    PretrainingPipeline, PipelineConfig, AugmentationConfig, PatchMaskConfig,
+    DataStats, JsonlImageTextSource, ArrayRecordImageTextSource,
+    InMemoryImageTextSource, SkimagePhotosSource, ShapesDataset,
+    write_array_record, write_shapes_jsonl, MultiCropTransform,
+    EvalTransform, SentencePieceTextTokenizer.
+"""
+
+from keras_tips.data.convert import write_array_record
+from keras_tips.data.masking import PatchMaskConfig
+from keras_tips.data.masking import PatchMasker
+from keras_tips.data.masking import block_patch_mask
+from keras_tips.data.masking import random_patch_mask
+from keras_tips.data.photos import SkimagePhotosSource
+from keras_tips.data.pipeline import BATCH_KEYS
+from keras_tips.data.pipeline import PipelineConfig
+from keras_tips.data.pipeline import PretrainingPipeline
+from keras_tips.data.pipeline import build_batch_dataset
+from keras_tips.data.pipeline import build_example_dataset
+from keras_tips.data.records import deserialize_record
+from keras_tips.data.records import serialize_record
+from keras_tips.data.shapes import SHAPE_CLASSES
+from keras_tips.data.shapes import ZERO_SHOT_TEMPLATES
+from keras_tips.data.shapes import ShapesDataset
+from keras_tips.data.shapes import write_shapes_jsonl
+from keras_tips.data.shapes import zero_shot_prompts
+from keras_tips.data.sources import ArrayRecordImageTextSource
+from keras_tips.data.sources import InMemoryImageTextSource
+from keras_tips.data.sources import JsonlImageTextSource
+from keras_tips.data.stats import DataStats
+from keras_tips.data.text import SentencePieceTextTokenizer
+from keras_tips.data.transforms import AugmentationConfig
+from keras_tips.data.transforms import EvalTransform
+from keras_tips.data.transforms import MultiCropTransform
