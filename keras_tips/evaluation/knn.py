@@ -41,6 +41,11 @@ def nearest_neighbors(
         `(indices, similarities)`, each (Q, min(k, N)), sorted by decreasing
         similarity. Among equal similarities at the k-th place, which
         neighbours are kept is unspecified.
+
+    Example:
+    ```python
+    index, sims = nearest_neighbors(train["cls_1"], test["cls_1"], k=20)
+    ```
     """
     train = l2_normalize(train_features)
     test = l2_normalize(test_features)
@@ -102,6 +107,12 @@ def knn_votes(
 
     Returns:
         A float32 NumPy array (Q, C) of votes.
+
+    Example:
+    ```python
+    votes = knn_votes(train["cls_1"], train_labels, test["cls_1"])
+    pred = votes.argmax(axis=1)
+    ```
     """
     train_labels = np.asarray(train_labels).astype(np.int64)
     if train_labels.shape != (np.shape(train_features)[0],):

@@ -19,6 +19,12 @@ def confusion_matrix(pred, target, num_classes, ignore_index=None):
         `(matrix, misses)`: an int64 NumPy array (C, C) whose entry [t, p]
         counts pixels of target class t predicted as p, and an int64 array
         (C,) counting pixels of each target class predicted outside [0, C).
+
+    Example:
+    ```python
+    matrix, misses = confusion_matrix(pred, target, num_classes=21)
+    scores = segmentation_scores(matrix, misses)
+    ```
     """
     pred = np.asarray(pred).astype(np.int64).ravel()
     target = np.asarray(target).astype(np.int64).ravel()
@@ -79,6 +85,16 @@ def segmentation_scores(matrix, misses=None):
         A dict: `"miou"`, `"pixel_accuracy"` (Python floats, NaN without
         pixels) and `"per_class_iou"` ((C,) NumPy array, NaN for classes
         absent from both prediction and target, which the mean excludes).
+
+    Example:
+    ```python
+    matrix = np.zeros((21, 21), np.int64)
+    misses = np.zeros(21, np.int64)
+    for pred, target in batches:
+        m, miss = confusion_matrix(pred, target, 21, ignore_index=255)
+        matrix, misses = matrix + m, misses + miss
+    segmentation_scores(matrix, misses)["miou"]
+    ```
     """
     matrix = np.asarray(matrix)
     per_class = iou_from_confusion(matrix, misses)
@@ -174,7 +190,14 @@ def _depth_pairs(pred, target, valid_mask):
 
 
 def default_depth_mask(target):
-    """Valid depth pixels by convention: finite and > 0."""
+    """Valid depth pixels by convention: finite and > 0.
+
+    Args:
+        target: float array of ground-truth depth.
+
+    Returns:
+        A bool NumPy array of the same shape.
+    """
     target = np.asarray(target, dtype=np.float64)
     return np.isfinite(target) & (target > 0)
 
@@ -215,6 +238,11 @@ def depth_abs_rel(pred, target, valid_mask=None):
 
     Returns:
         A Python float (NaN without valid pixels).
+
+    Example:
+    ```python
+    depth_abs_rel([1.0, 2.0], [1.0, 4.0])  # (0 + 0.5) / 2
+    ```
     """
     mask = default_depth_mask(target)
     if valid_mask is not None:
@@ -237,6 +265,11 @@ def depth_delta(pred, target, valid_mask=None, threshold=1.25):
 
     Returns:
         A Python float (NaN without valid pixels).
+
+    Example:
+    ```python
+    depth_delta([1.0, 2.0], [1.0, 4.0])  # ratios 1, 2 -> 0.5
+    ```
     """
     mask = default_depth_mask(target)
     if valid_mask is not None:
@@ -261,6 +294,11 @@ def depth_metrics(pred, target, valid_mask=None):
 
     Returns:
         A dict of Python floats `{"rmse", "abs_rel", "delta1"}`.
+
+    Example:
+    ```python
+    depth_metrics(pred_depth, gt_depth)  # {"rmse": ..., "abs_rel": ..., "delta1": ...}
+    ```
     """
     return {
         "rmse": depth_rmse(pred, target, valid_mask),

@@ -51,6 +51,12 @@ def retrieval_ranks(image_embeddings, text_embeddings, text_image_ids, batch_siz
     Returns:
         `(image_to_text_ranks, text_to_image_ranks)`: int arrays (I,) and
         (T,), 0 = retrieved first. Images without any caption get rank -1.
+
+    Example:
+    ```python
+    image_ranks, text_ranks = retrieval_ranks(images, texts, text_image_ids)
+    worst_texts = np.argsort(-text_ranks)[:10]
+    ```
     """
     images, texts, ids = _check_inputs(image_embeddings, text_embeddings, text_image_ids)
     batch_size = int(batch_size)

@@ -163,6 +163,11 @@ def bilinear_sample(grid, rows, cols, output_size):
 
     Returns:
         A float32 NumPy array (P, C).
+
+    Example:
+    ```python
+    values = bilinear_sample(grid, rows=np.array([0, 5]), cols=np.array([3, 3]), output_size=(56, 56))
+    ```
     """
     grid = np.asarray(grid, dtype=np.float32)
     r_low, r_high, r_weight = _linear_coefficients(grid.shape[0], int(output_size[0]))
@@ -187,6 +192,11 @@ def ranks_of_targets(scores, targets):
 
     Returns:
         An int64 NumPy array (Q,).
+
+    Example:
+    ```python
+    ranks_of_targets([[0.2, 0.9, 0.9]], [1])  # [1]: the tie counts against
+    ```
     """
     scores = np.asarray(scores)
     targets = np.asarray(targets, dtype=np.int64)

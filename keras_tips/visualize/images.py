@@ -52,7 +52,15 @@ def _as_pil(image):
 
 
 def to_rgb(image):
-    """An image as a uint8 (H, W, 3) array (grey is repeated, alpha dropped)."""
+    """An image as a uint8 RGB array.
+
+    Args:
+        image: array (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); see
+            `to_uint8` for the value ranges.
+
+    Returns:
+        A uint8 NumPy array (H, W, 3): grey is repeated, alpha dropped.
+    """
     image = to_uint8(image)
     if image.ndim == 2:
         image = image[..., None]
@@ -73,6 +81,11 @@ def resize_image(image, size, resample="bilinear"):
 
     Returns:
         A uint8 NumPy array (height, width[, C]).
+
+    Example:
+    ```python
+    big = resize_image(pca_rgb, (448, 448), resample="nearest")
+    ```
     """
     modes = {
         "nearest": Image.Resampling.NEAREST,
@@ -114,7 +127,14 @@ def save_png(image, path):
 
 
 def load_png(path):
-    """Reads an image file into a uint8 NumPy array."""
+    """Reads an image file into a NumPy array.
+
+    Args:
+        path: image file path (PNG or anything PIL reads).
+
+    Returns:
+        A NumPy array (H, W) or (H, W, C), as stored (uint8 for 8-bit PNGs).
+    """
     with Image.open(path) as image:
         return np.asarray(image).copy()
 

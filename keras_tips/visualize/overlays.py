@@ -58,6 +58,11 @@ def colorize_mask(mask, palette=None, ignore_index=None, ignore_color=(0, 0, 0))
 
     Returns:
         A uint8 NumPy array (H, W, 3).
+
+    Example:
+    ```python
+    rgb = colorize_mask(pred_mask, ignore_index=255)
+    ```
     """
     mask = np.asarray(mask).astype(np.int64)
     if mask.ndim != 2:
@@ -74,10 +79,17 @@ def colorize_mask(mask, palette=None, ignore_index=None, ignore_color=(0, 0, 0))
 
 
 def nearest_resize(labels, size):
-    """Nearest-neighbour resize of a (h, w) label array to `size = (H, W)`.
+    """Nearest-neighbour resize of a label array (labels are never blended).
 
     Output pixel o takes input pixel `floor((o + 0.5) * h / H)` (pixel
     centres), so integer upsampling factors repeat each label exactly.
+
+    Args:
+        labels: array (h, w) (or (h, w, ...)).
+        size: `(H, W)`.
+
+    Returns:
+        A NumPy array (H, W) of the input's dtype.
     """
     labels = np.asarray(labels)
     rows = np.minimum(
@@ -182,6 +194,11 @@ def heatmap(values, colormap="jet", value_range=None):
 
     Returns:
         A uint8 NumPy array (H, W, 3).
+
+    Example:
+    ```python
+    rgb = heatmap(similarity, colormap="inferno", value_range=(-1.0, 1.0))
+    ```
     """
     if colormap not in COLORMAPS:
         raise ValueError(f"`colormap` must be one of {sorted(COLORMAPS)}; received {colormap!r}.")

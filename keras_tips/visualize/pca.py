@@ -18,6 +18,12 @@ def principal_components(features, num_components=3):
     Returns:
         `(mean, components)`: (D,) and (min(num_components, D), D) float64
         arrays, components ordered by decreasing variance.
+
+    Example:
+    ```python
+    mean, components = principal_components(grid.reshape(-1, grid.shape[-1]))
+    projected = (grid - mean) @ components.T  # (h, w, 3)
+    ```
     """
     x = np.asarray(features, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] == 0:
