@@ -166,7 +166,8 @@ def bilinear_sample(grid, rows, cols, output_size):
 
     Example:
     ```python
-    values = bilinear_sample(grid, rows=np.array([0, 5]), cols=np.array([3, 3]), output_size=(56, 56))
+    rows, cols = np.array([0, 5]), np.array([3, 3])
+    values = bilinear_sample(grid, rows, cols, output_size=(56, 56))
     ```
     """
     grid = np.asarray(grid, dtype=np.float32)
