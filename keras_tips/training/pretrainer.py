@@ -181,7 +181,7 @@ class TIPSPretrainer(keras.Model):
         self.step_counter = self.add_weight(
             name="step_counter",
             shape=(),
-            dtype="int64",
+            dtype="int32",
             initializer="zeros",
             trainable=False,
         )
@@ -256,7 +256,7 @@ class TIPSPretrainer(keras.Model):
         step = ops.cast(self.step_counter, "float32")
         momentum, teacher_temperature = self._schedules(step)
         if training:
-            self.step_counter.assign_add(ops.cast(1, "int64"))
+            self.step_counter.assign_add(ops.cast(1, "int32"))
             if self.uses_teacher:
                 ema_update(
                     [self.teacher_vision_encoder] + self.teacher_heads,
