@@ -8,6 +8,7 @@ python -m keras_tips.data.convert data/index.jsonl data/shards --num-shards 8
 """
 
 import argparse
+import glob
 import logging
 import os
 import sys
@@ -51,7 +52,8 @@ def write_array_record(
         output_dir: folder to write the shards into (created if needed).
         num_shards: int. Number of shards (at most one per index line).
         prefix: str. Shard file name prefix.
-        overwrite: bool. Replace existing shards with the same names.
+        overwrite: bool. Replace the shards of an earlier conversion with
+            the same prefix (all of them, whatever their number).
         show_progress: bool. Show a tqdm progress bar.
 
     Returns:
@@ -77,12 +79,19 @@ def write_array_record(
         os.path.join(output_dir, shard_file_name(prefix, i, num_shards))
         for i in range(num_shards)
     ]
-    existing = [path for path in shard_paths if os.path.exists(path)]
+    # Any earlier shard set with this prefix counts, whatever its shard count:
+    # a folder mixing two sets would be read as one dataset.
+    existing = sorted(
+        glob.glob(os.path.join(output_dir, f"{prefix}-*-of-*{ARRAY_RECORD_SUFFIX}"))
+    )
     if existing and not overwrite:
         raise FileExistsError(
-            f"{len(existing)} shard(s) already exist, e.g. {existing[0]}. "
-            "Pass `overwrite=True` (--overwrite) to replace them."
+            f"{len(existing)} shard(s) with prefix {prefix!r} already exist in "
+            f"{output_dir}, e.g. {existing[0]}. Pass `overwrite=True` "
+            "(--overwrite) to replace them."
         )
+    for path in existing:
+        os.remove(path)
 
     skipped = {}
     written = 0
@@ -151,7 +160,7 @@ def add_arguments(parser):
         "--prefix", default="records", help="Shard file name prefix."
     )
     parser.add_argument(
-        "--overwrite", action="store_true", help="Replace existing shards."
+        "--overwrite", action="store_true", help="Replace earlier shards with this prefix."
     )
     parser.add_argument(
         "--quiet", action="store_true", help="No progress bar."

@@ -14,7 +14,10 @@ background, so later shapes hide parts of earlier ones. Every example gives:
 - `class_mask`: int32 (H, W), 0 = background, 1..C = `SHAPE_CLASSES[c - 1]`;
 - `instance_mask`: int32 (H, W), 0 = background, k = `objects[k - 1]`;
 - `depth`: float32 (H, W), background 1.0, nearer objects smaller;
-- `objects`: one dict per object, in drawing order (back to front);
+- `objects`: one dict per object, in drawing order (back to front): shape,
+  class_id, colour, size, center, extent, bbox (of the whole shape, x0, y0,
+  x1, y1), depth, visible_pixels, visible_fraction, region, occluded_by
+  (indices of the objects visible over part of it);
 - `label`: zero-shot class index (into `SHAPE_CLASSES`) of the object with
   the largest visible area.
 
@@ -324,9 +327,10 @@ class ShapesDataset:
             obj["visible_pixels"] = int(np.count_nonzero(visible[k]))
             obj["visible_fraction"] = obj["visible_pixels"] / int(np.count_nonzero(masks[k]))
             obj["region"] = region_of(visible[k])
-            obj["occluded_by"] = [
-                j for j in range(k + 1, len(objects)) if np.any(masks[k] & masks[j])
-            ]
+            # The objects seen where this one would be: those it is visibly
+            # behind. (An object hidden there by a third one is not named.)
+            shown_over = np.unique(instance_mask[masks[k] & ~visible[k]])
+            obj["occluded_by"] = [int(j) - 1 for j in shown_over]
 
         class_lut = np.array([0] + [obj["class_id"] for obj in objects], dtype=np.int32)
         depth_lut = np.array([1.0] + [obj["depth"] for obj in objects], dtype=np.float32)
