@@ -146,12 +146,24 @@ def sample_crop_box(height, width, scale, aspect_ratio, rng, attempts=10):
 
 
 def adjust_hue(image, shift):
-    """Rotates the hue of an RGB PIL image by `shift` (fraction of a turn)."""
-    hsv = np.array(image.convert("HSV"))
-    # uint8 arithmetic wraps around, which is exactly a rotation on the hue
-    # circle (PIL stores hue in [0, 255]).
-    hsv[..., 0] += np.uint8(int(round(shift * 255)) % 256)
-    return Image.fromarray(hsv, "HSV").convert("RGB")
+    """Rotates the hues of an RGB PIL image by `shift` (fraction of a turn).
+
+    A rotation of the colour cube about its grey axis: one 3x3 colour matrix
+    applied by PIL in C, several times faster than a round trip through HSV
+    on small crops. Grays are unchanged and +1/3 turns red into green, as an
+    HSV hue shift does; saturated colours can leave the gamut slightly and
+    are clipped.
+    """
+    angle = 2 * math.pi * shift
+    cos, sin = math.cos(angle), math.sin(angle)
+    third = (1 - cos) / 3
+    cross = sin / math.sqrt(3)
+    matrix = (
+        cos + third, third - cross, third + cross, 0,
+        third + cross, cos + third, third - cross, 0,
+        third - cross, third + cross, cos + third, 0,
+    )  # fmt: skip
+    return image.convert("RGB", matrix)
 
 
 def color_jitter(image, config, rng):
