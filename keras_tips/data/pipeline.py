@@ -52,8 +52,12 @@ from keras_tips.data.transforms import swap_left_right
 
 logger = logging.getLogger("keras_tips.data")
 
-# Key of the problem counts carried next to a batch out of the workers.
+# Keys of the problem counts, and of the names of a few skipped records,
+# carried next to a batch out of the workers.
 COUNTS_KEY = "_record_counts"
+SKIPPED_KEY = "_skipped_records"
+# Skipped records named per element: enough to find examples of each kind.
+_MAX_SKIPPED_NAMED = 8
 BATCH_KEYS = (
     "global_images",
     "local_images",
@@ -346,7 +350,8 @@ class CountingBatchIterDataset(grain.IterDataset):
 
     Each output element is a batch dict with the problem counts of every
     record read for it under `COUNTS_KEY` (records seen, skipped, and one
-    entry per problem kind). After `_COUNTS_ONLY_INTERVAL` records without a
+    entry per problem kind), and the (kind, key) of the first few skipped
+    ones under `SKIPPED_KEY`. After `_COUNTS_ONLY_INTERVAL` records without a
     usable one, an element with the counts alone is emitted.
 
     Its state is its parent's: a batch is only returned whole, so no example
@@ -383,6 +388,7 @@ class _CountingBatchIterator(grain.DatasetIterator):
         if self._exhausted:
             raise StopIteration
         counts = collections.Counter()
+        skipped = []
         examples = []
         while len(examples) < self._batch_size:
             try:
@@ -394,8 +400,10 @@ class _CountingBatchIterator(grain.DatasetIterator):
             counts.update(example["issues"])
             if example["skip"]:
                 counts[stats_lib.RECORDS_SKIPPED] += 1
+                if len(skipped) < _MAX_SKIPPED_NAMED:
+                    skipped.append((example["issues"][-1], example["key"]))
                 if not examples and counts[stats_lib.RECORDS_SEEN] >= _COUNTS_ONLY_INTERVAL:
-                    return {COUNTS_KEY: dict(counts)}
+                    return {COUNTS_KEY: dict(counts), SKIPPED_KEY: skipped}
                 continue
             examples.append(example)
         if self._exhausted and (
@@ -403,10 +411,11 @@ class _CountingBatchIterator(grain.DatasetIterator):
         ):
             if counts:
                 # The counts of the last records still reach the main process.
-                return {COUNTS_KEY: dict(counts)}
+                return {COUNTS_KEY: dict(counts), SKIPPED_KEY: skipped}
             raise StopIteration
         batch = stack_examples(examples)
         batch[COUNTS_KEY] = dict(counts)
+        batch[SKIPPED_KEY] = skipped
         return batch
 
     def get_state(self):
@@ -575,6 +584,9 @@ class PretrainingPipeline:
                 self._log_summary()
                 raise
             self.stats.update(element.pop(COUNTS_KEY))
+            for kind, key in element.pop(SKIPPED_KEY):
+                if self.stats.add_skipped_example(kind, str(key)):
+                    logger.warning("Skipping record %r: %s.", str(key), kind)
             try:
                 self._checker.check(self.stats)
             except ValueError:

@@ -76,6 +76,8 @@ class DataStats:
         records_skipped: int. Records dropped (any skip kind).
         counts: dict kind -> int for every problem kind met (a skipped
             record with several problems counts once per kind).
+        skipped_examples: dict skip kind -> keys of the first few records
+            skipped for it (to find them in the data).
 
     Example:
     ```python
@@ -89,6 +91,8 @@ class DataStats:
     records_seen: int = 0
     records_skipped: int = 0
     counts: dict = dataclasses.field(default_factory=dict)
+    skipped_examples: dict = dataclasses.field(default_factory=dict)
+    max_examples_per_kind = 3
 
     @property
     def records_kept(self):
@@ -109,6 +113,14 @@ class DataStats:
             elif value:
                 self.counts[name] = self.counts.get(name, 0) + value
 
+    def add_skipped_example(self, kind, key):
+        """Remembers `key` as skipped for `kind`; True if `kind` is new."""
+        is_new = kind not in self.skipped_examples
+        keys = self.skipped_examples.setdefault(kind, [])
+        if len(keys) < self.max_examples_per_kind and key not in keys:
+            keys.append(key)
+        return is_new
+
     def skip_counts(self):
         """dict skip kind -> count, only the kinds met."""
         return {k: v for k, v in sorted(self.counts.items()) if k in SKIP_KINDS}
@@ -119,6 +131,7 @@ class DataStats:
             RECORDS_SEEN: self.records_seen,
             RECORDS_SKIPPED: self.records_skipped,
             "counts": dict(sorted(self.counts.items())),
+            "skipped_examples": dict(sorted(self.skipped_examples.items())),
         }
 
     @classmethod
@@ -127,6 +140,9 @@ class DataStats:
             records_seen=int(values.get(RECORDS_SEEN, 0)),
             records_skipped=int(values.get(RECORDS_SKIPPED, 0)),
             counts={k: int(v) for k, v in values.get("counts", {}).items()},
+            skipped_examples={
+                k: list(v) for k, v in values.get("skipped_examples", {}).items()
+            },
         )
 
     def summary(self):
@@ -186,6 +202,7 @@ class BadRecordChecker:
                 f"first {stats.records_seen} records "
                 f"({100 * stats.skipped_fraction:.1f} %) were skipped, more "
                 f"than the allowed {100 * self.max_skipped_fraction:.1f} %. "
-                f"Skipped by kind: {stats.skip_counts()}. {stats.summary()}. "
+                f"Skipped by kind: {stats.skip_counts()}, e.g. "
+                f"{stats.skipped_examples}. {stats.summary()}. "
                 "Fix the data or raise `PipelineConfig.max_skipped_fraction`."
             )

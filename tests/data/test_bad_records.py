@@ -75,6 +75,12 @@ def test_good_records_arrive_bad_ones_are_counted_by_kind(
     assert data_stats.records_skipped == bad_records_dir["num_skipped"]
     assert data_stats.records_kept == len(bad_records_dir["kept"])
     assert any("missing_file=1" in message for message in caplog.messages)
+    assert data_stats.skipped_examples[stats.MISSING_FILE] == ["images/missing.img"]
+    assert set(data_stats.skipped_examples) == set(data_stats.skip_counts())
+    assert any(
+        "Skipping record 'images/bomb.img': too_large_image" in message
+        for message in caplog.messages
+    )
 
 
 def test_converted_images_have_the_right_values(tokenizer, bad_records_dir):
