@@ -62,7 +62,9 @@ def measure_pipeline_rate(
     rate = measure_pipeline_rate(TINY_RECIPE_CONFIG, num_batches=50)
     ```
     """
-    rate, _ = _measure(config, num_batches, source, text_tokenizer, warmup_batches)
+    rate, _ = _measure(
+        config, num_batches, source, text_tokenizer, warmup_batches
+    )
     return rate
 
 
@@ -72,7 +74,9 @@ def _measure(config, num_batches, source, text_tokenizer, warmup_batches):
             "train", num_examples=50_000, image_size=SHAPES_IMAGE_SIZE
         ).image_text_source()
     if text_tokenizer is None:
-        text_tokenizer = SentencePieceTextTokenizer(TOKENIZER_PATH, SEQUENCE_LENGTH)
+        text_tokenizer = SentencePieceTextTokenizer(
+            TOKENIZER_PATH, SEQUENCE_LENGTH
+        )
     start = time.perf_counter()
     with PretrainingPipeline(source, config, text_tokenizer) as pipeline:
         next(pipeline)
@@ -90,7 +94,8 @@ def markdown_table(rows, config):
     lines = [
         f"Input pipeline on shapes ({SHAPES_IMAGE_SIZE} px scenes), batch "
         f"{config.batch_size}, global {config.global_image_size} px, "
-        f"{config.local_crop_count} local crops of {config.local_image_size} px, "
+        f"{config.local_crop_count} local crops of "
+        f"{config.local_image_size} px, "
         f"{os.cpu_count()} CPU cores.",
         "",
         "| workers | batches/s | examples/s | first batch (s) |",
@@ -98,7 +103,8 @@ def markdown_table(rows, config):
     ]
     for workers, rate, startup in rows:
         lines.append(
-            f"| {workers} | {rate:.1f} | {rate * config.batch_size:.0f} | {startup:.1f} |"
+            f"| {workers} | {rate:.1f} | {rate * config.batch_size:.0f} "
+            f"| {startup:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -107,7 +113,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--num-batches", type=int, default=100)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--batch-size", type=int, default=TINY_RECIPE_CONFIG.batch_size)
+    parser.add_argument(
+        "--batch-size", type=int, default=TINY_RECIPE_CONFIG.batch_size
+    )
     parser.add_argument("--output", help="Also write the table to this file.")
     args = parser.parse_args(argv)
     config = dataclasses.replace(TINY_RECIPE_CONFIG, batch_size=args.batch_size)

@@ -26,7 +26,9 @@ ARRAY_RECORD_WRITER_OPTIONS = "group_size:1"
 
 def shard_file_name(prefix, shard_index, num_shards):
     """`{prefix}-00000-of-00008.array_record`."""
-    return f"{prefix}-{shard_index:05d}-of-{num_shards:05d}{ARRAY_RECORD_SUFFIX}"
+    return (
+        f"{prefix}-{shard_index:05d}-of-{num_shards:05d}{ARRAY_RECORD_SUFFIX}"
+    )
 
 
 def write_array_record(
@@ -82,7 +84,9 @@ def write_array_record(
     # Any earlier shard set with this prefix counts, whatever its shard count:
     # a folder mixing two sets would be read as one dataset.
     existing = sorted(
-        glob.glob(os.path.join(output_dir, f"{prefix}-*-of-*{ARRAY_RECORD_SUFFIX}"))
+        glob.glob(
+            os.path.join(output_dir, f"{prefix}-*-of-*{ARRAY_RECORD_SUFFIX}")
+        )
     )
     if existing and not overwrite:
         raise FileExistsError(
@@ -154,17 +158,20 @@ def add_arguments(parser):
     parser.add_argument("jsonl_path", help="JSONL index of the image folder.")
     parser.add_argument("output_dir", help="Folder to write the shards into.")
     parser.add_argument(
-        "--num-shards", type=int, default=1, help="Number of shards (default 1)."
+        "--num-shards",
+        type=int,
+        default=1,
+        help="Number of shards (default 1).",
     )
     parser.add_argument(
         "--prefix", default="records", help="Shard file name prefix."
     )
     parser.add_argument(
-        "--overwrite", action="store_true", help="Replace earlier shards with this prefix."
+        "--overwrite",
+        action="store_true",
+        help="Replace earlier shards with this prefix.",
     )
-    parser.add_argument(
-        "--quiet", action="store_true", help="No progress bar."
-    )
+    parser.add_argument("--quiet", action="store_true", help="No progress bar.")
     return parser
 
 
@@ -181,7 +188,8 @@ def run_from_args(args):
     print(
         f"Wrote {summary['records_written']} records to "
         f"{len(summary['shards'])} shard(s) in {args.output_dir}; "
-        f"skipped {summary['records_skipped']} {summary['skipped'] or ''}".rstrip()
+        f"skipped {summary['records_skipped']} "
+        f"{summary['skipped'] or ''}".rstrip()
     )
     return summary
 

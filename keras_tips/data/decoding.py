@@ -90,7 +90,9 @@ def pil_to_rgb_array(image):
         return rgb, (stats.CONVERTED_GRAYSCALE, stats.CONVERTED_ALPHA)
     if mode in _GRAY_MODES:
         gray = np.asarray(image.convert("L"), dtype=np.uint8)
-        return np.repeat(gray[..., None], 3, axis=-1), (stats.CONVERTED_GRAYSCALE,)
+        return np.repeat(gray[..., None], 3, axis=-1), (
+            stats.CONVERTED_GRAYSCALE,
+        )
     if mode in _SIXTEEN_BIT_MODES:
         gray = _sixteen_bit_to_uint8(image)
         kinds = (stats.CONVERTED_GRAYSCALE, stats.CONVERTED_16BIT)
@@ -121,7 +123,9 @@ def array_to_rgb_array(values):
     kinds = []
     if values.ndim == 3 and values.shape[-1] == 1:
         values = values[..., 0]
-    if values.ndim not in (2, 3) or (values.ndim == 3 and values.shape[-1] not in (3, 4)):
+    if values.ndim not in (2, 3) or (
+        values.ndim == 3 and values.shape[-1] not in (3, 4)
+    ):
         raise ImageDecodeError(
             stats.UNREADABLE_IMAGE, f"Image array of shape {values.shape}."
         )
@@ -151,7 +155,9 @@ def array_to_rgb_array(values):
     return np.ascontiguousarray(values), tuple(kinds)
 
 
-def decode_image(data, max_pixels=DEFAULT_MAX_IMAGE_PIXELS, min_short_side=None):
+def decode_image(
+    data, max_pixels=DEFAULT_MAX_IMAGE_PIXELS, min_short_side=None
+):
     """Decodes image bytes (or checks an array) into uint8 RGB.
 
     Grayscale, alpha, palette, 16-bit and other modes are converted to 8-bit
@@ -212,7 +218,9 @@ def decode_image(data, max_pixels=DEFAULT_MAX_IMAGE_PIXELS, min_short_side=None)
     if min_short_side and image.format == "JPEG" and image.mode in ("RGB", "L"):
         scale = min(width, height) / min_short_side
         if scale >= 2:
-            image.draft(image.mode, (int(width / scale) + 1, int(height / scale) + 1))
+            image.draft(
+                image.mode, (int(width / scale) + 1, int(height / scale) + 1)
+            )
     try:
         image.load()
         image = ImageOps.exif_transpose(image)
@@ -222,7 +230,9 @@ def decode_image(data, max_pixels=DEFAULT_MAX_IMAGE_PIXELS, min_short_side=None)
             if "truncated" in str(error) or "broken data stream" in str(error)
             else stats.UNREADABLE_IMAGE
         )
-        raise ImageDecodeError(kind, f"Cannot decode the image ({error}).") from None
+        raise ImageDecodeError(
+            kind, f"Cannot decode the image ({error})."
+        ) from None
     except Exception as error:
         raise ImageDecodeError(
             stats.UNREADABLE_IMAGE, f"Cannot decode the image ({error})."

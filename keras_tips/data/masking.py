@@ -67,7 +67,10 @@ def block_patch_mask(
     rows, cols = _grid(grid_size)
     target = num_masked_patches(rows * cols, ratio)
     mask = np.zeros((rows, cols), dtype=bool)
-    log_aspect = (math.log(aspect_ratio_range[0]), math.log(aspect_ratio_range[1]))
+    log_aspect = (
+        math.log(aspect_ratio_range[0]),
+        math.log(aspect_ratio_range[1]),
+    )
     count = 0
     while count < target:
         added = 0
@@ -122,14 +125,18 @@ class PatchMaskConfig:
 
     def __post_init__(self):
         if not 0.0 <= self.ratio <= 1.0:
-            raise ValueError(f"Mask `ratio` must be in [0, 1]. Received: {self.ratio}")
+            raise ValueError(
+                f"Mask `ratio` must be in [0, 1]. Received: {self.ratio}"
+            )
         if self.mode not in MASK_MODES:
             raise ValueError(
-                f"Mask `mode` must be one of {MASK_MODES}. Received: {self.mode!r}"
+                f"Mask `mode` must be one of {MASK_MODES}. "
+                f"Received: {self.mode!r}"
             )
         if not 0.0 <= self.probability <= 1.0:
             raise ValueError(
-                f"Mask `probability` must be in [0, 1]. Received: {self.probability}"
+                "Mask `probability` must be in [0, 1]. "
+                f"Received: {self.probability}"
             )
 
 
@@ -175,5 +182,7 @@ def _grid(grid_size):
     else:
         rows, cols = (int(v) for v in grid_size)
     if rows < 1 or cols < 1:
-        raise ValueError(f"Patch grid must be at least 1x1. Received: {grid_size}")
+        raise ValueError(
+            f"Patch grid must be at least 1x1. Received: {grid_size}"
+        )
     return rows, cols

@@ -15,15 +15,15 @@ SKIMAGE_PHOTOS = (
     (
         "astronaut.png",
         "astronaut portrait",
-        "a smiling astronaut in an orange spacesuit in the center, an american "
-        "flag on the left, a model of the space shuttle in the top right and a "
-        "black helmet in the bottom right",
+        "a smiling astronaut in an orange spacesuit in the center, an "
+        "american flag on the left, a model of the space shuttle in the top "
+        "right and a black helmet in the bottom right",
     ),
     (
         "coffee.png",
         "cup of coffee",
-        "a white cup of coffee on a red saucer with a spoon, on a wooden table, "
-        "seen from above",
+        "a white cup of coffee on a red saucer with a spoon, on a wooden "
+        "table, seen from above",
     ),
     (
         "chelsea.png",
@@ -34,37 +34,39 @@ SKIMAGE_PHOTOS = (
     (
         "rocket.jpg",
         "rocket launch pad",
-        "a white rocket standing on a launch pad in the center at dusk, between "
-        "tall lightning towers, with lights along the ground",
+        "a white rocket standing on a launch pad in the center at dusk, "
+        "between tall lightning towers, with lights along the ground",
     ),
     (
         "hubble_deep_field.jpg",
         "hubble deep field",
-        "hundreds of small distant galaxies, red, white and blue dots on a black "
-        "sky",
+        "hundreds of small distant galaxies, red, white and blue dots on a "
+        "black sky",
     ),
     (
         "ihc.png",
         "immunohistochemistry",
-        "microscope image of stained tissue: brown cell clusters on a pale blue "
-        "background",
+        "microscope image of stained tissue: brown cell clusters on a pale "
+        "blue background",
     ),
     (
         "retina.jpg",
         "retina fundus photo",
-        "an orange photograph of the back of an eye, red blood vessels spreading "
-        "from the bright optic disc on the left, on a black background",
+        "an orange photograph of the back of an eye, red blood vessels "
+        "spreading from the bright optic disc on the left, on a black "
+        "background",
     ),
     (
         "color.png",
         "color wheel",
-        "a disc of all hues, fading to white in the center, on a black background",
+        "a disc of all hues, fading to white in the center, on a black "
+        "background",
     ),
     (
         "motorcycle_left.png",
         "motorbike",
-        "a red motorcycle parked in a garage in the center, shelves with boxes "
-        "in the background and a wooden chair on the left",
+        "a red motorcycle parked in a garage in the center, shelves with "
+        "boxes in the background and a wooden chair on the left",
     ),
     (
         "logo.png",
@@ -86,13 +88,14 @@ SKIMAGE_PHOTOS = (
     (
         "moon.png",
         "moon surface",
-        "grayscale close-up of the surface of the moon with a few small craters",
+        "grayscale close-up of the surface of the moon with a few small "
+        "craters",
     ),
     (
         "page.png",
         "scanned page",
-        "a scanned page of printed text with the title region-based segmentation "
-        "at the top",
+        "a scanned page of printed text with the title region-based "
+        "segmentation at the top",
     ),
     (
         "horse.png",

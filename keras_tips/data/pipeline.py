@@ -156,7 +156,9 @@ class PipelineConfig:
 
     def __post_init__(self):
         if self.batch_size < 1:
-            raise ValueError(f"`batch_size` must be >= 1. Received: {self.batch_size}")
+            raise ValueError(
+                f"`batch_size` must be >= 1. Received: {self.batch_size}"
+            )
         if self.global_image_size < self.patch_size or (
             self.global_image_size % self.patch_size
         ):
@@ -170,9 +172,14 @@ class PipelineConfig:
                 f"Received: {self.local_crop_count}, {self.local_image_size}"
             )
         if self.num_epochs is not None and self.num_epochs < 1:
-            raise ValueError(f"`num_epochs` must be >= 1 or None. Received: {self.num_epochs}")
+            raise ValueError(
+                "`num_epochs` must be >= 1 or None. "
+                f"Received: {self.num_epochs}"
+            )
         if self.worker_count < 0 or self.read_thread_count < 0:
-            raise ValueError("`worker_count` and `read_thread_count` must be >= 0.")
+            raise ValueError(
+                "`worker_count` and `read_thread_count` must be >= 0."
+            )
         if not 0 <= self.shard_index < self.shard_count:
             raise ValueError(
                 f"Need 0 <= shard_index < shard_count. Received: "
@@ -184,7 +191,9 @@ class PipelineConfig:
     @property
     def mask_config(self):
         return PatchMaskConfig(
-            ratio=self.mask_ratio, mode=self.mask_mode, probability=self.mask_probability
+            ratio=self.mask_ratio,
+            mode=self.mask_mode,
+            probability=self.mask_probability,
         )
 
     @property
@@ -203,12 +212,17 @@ class PipelineConfig:
 def _draft_short_side(config):
     """Smallest short side a JPEG may be decoded at without losing detail."""
     if not config.training:
-        return int(np.ceil(config.global_image_size / config.eval_crop_fraction))
+        return int(
+            np.ceil(config.global_image_size / config.eval_crop_fraction)
+        )
     augmentation = config.augmentation
-    needed = config.global_image_size / np.sqrt(augmentation.global_crop_scale[0])
+    needed = config.global_image_size / np.sqrt(
+        augmentation.global_crop_scale[0]
+    )
     if config.local_crop_count:
         needed = max(
-            needed, config.local_image_size / np.sqrt(augmentation.local_crop_scale[0])
+            needed,
+            config.local_image_size / np.sqrt(augmentation.local_crop_scale[0]),
         )
     return int(np.ceil(needed))
 
@@ -297,12 +311,19 @@ class PretrainingExampleTransform(grain.transforms.RandomMap):
             return _skipped_example([error.kind], key)
         issues = list(issues)
         captions = {}
-        for name, field in (("web", "caption"), ("synthetic", "synthetic_caption")):
-            text, problem = clean_caption(record.get(field), config.max_caption_chars)
+        for name, field in (
+            ("web", "caption"),
+            ("synthetic", "synthetic_caption"),
+        ):
+            text, problem = clean_caption(
+                record.get(field), config.max_caption_chars
+            )
             if problem:
                 issues.append(stats_lib.caption_kind(name, problem))
             captions[name] = text
-        if config.require_caption and not (captions["web"] or captions["synthetic"]):
+        if config.require_caption and not (
+            captions["web"] or captions["synthetic"]
+        ):
             return _skipped_example(issues + [stats_lib.NO_CAPTION], key)
 
         if config.training:
@@ -336,7 +357,9 @@ def stack_examples(examples):
         "global_images": np.stack([e["global_images"] for e in examples]),
         "patch_mask": np.stack([e["patch_mask"] for e in examples]),
         "has_web": np.array([e["has_web"] for e in examples], dtype=bool),
-        "has_synthetic": np.array([e["has_synthetic"] for e in examples], dtype=bool),
+        "has_synthetic": np.array(
+            [e["has_synthetic"] for e in examples], dtype=bool
+        ),
         "web_caption": [e["web_caption"] for e in examples],
         "synthetic_caption": [e["synthetic_caption"] for e in examples],
     }
@@ -402,12 +425,16 @@ class _CountingBatchIterator(grain.DatasetIterator):
                 counts[stats_lib.RECORDS_SKIPPED] += 1
                 if len(skipped) < _MAX_SKIPPED_NAMED:
                     skipped.append((example["issues"][-1], example["key"]))
-                if not examples and counts[stats_lib.RECORDS_SEEN] >= _COUNTS_ONLY_INTERVAL:
+                if (
+                    not examples
+                    and counts[stats_lib.RECORDS_SEEN] >= _COUNTS_ONLY_INTERVAL
+                ):
                     return {COUNTS_KEY: dict(counts), SKIPPED_KEY: skipped}
                 continue
             examples.append(example)
         if self._exhausted and (
-            not examples or (self._drop_remainder and len(examples) < self._batch_size)
+            not examples
+            or (self._drop_remainder and len(examples) < self._batch_size)
         ):
             if counts:
                 # The counts of the last records still reach the main process.
@@ -452,7 +479,8 @@ def build_example_dataset(source, config):
     dataset = grain.MapDataset.source(SafeSource(source))
     if config.shard_count > 1:
         dataset = dataset[
-            config.shard_index : per_shard * config.shard_count : config.shard_count
+            config.shard_index : per_shard
+            * config.shard_count : config.shard_count
         ]
     if config.shuffle and config.training:
         dataset = dataset.shuffle(seed=_derived_seed(config.seed, 0))
@@ -497,7 +525,9 @@ def build_batch_dataset(source, config):
 
 
 def _derived_seed(*values):
-    return int(np.random.SeedSequence([int(v) for v in values]).generate_state(1)[0])
+    return int(
+        np.random.SeedSequence([int(v) for v in values]).generate_state(1)[0]
+    )
 
 
 def _as_owned_array(value):
@@ -536,7 +566,8 @@ class PretrainingPipeline:
     config = PipelineConfig(batch_size=32, global_image_size=112,
                             local_crop_count=2, local_image_size=56,
                             worker_count=2)
-    with PretrainingPipeline(source, config, tokenizer.tokenize_numpy) as batches:
+    pipeline = PretrainingPipeline(source, config, tokenizer.tokenize_numpy)
+    with pipeline as batches:
         batch = next(batches)
         state = batches.get_state()  # save it with the model checkpoint
     # Later: a new pipeline, `set_state(state)`, continues with the next batch.
@@ -627,7 +658,9 @@ class PretrainingPipeline:
         if "local_images" in element:
             batch["local_images"] = _as_owned_array(element["local_images"])
         if self.config.include_texts:
-            batch["web_caption"] = np.array(element["web_caption"], dtype=object)
+            batch["web_caption"] = np.array(
+                element["web_caption"], dtype=object
+            )
             batch["synthetic_caption"] = np.array(
                 element["synthetic_caption"], dtype=object
             )

@@ -35,7 +35,9 @@ _HEADER_LENGTH = struct.Struct("<I")
 RECORD_FIELDS = ("key", "image", "caption", "synthetic_caption")
 
 
-def make_record(image=None, caption=None, synthetic_caption=None, key="", error=None):
+def make_record(
+    image=None, caption=None, synthetic_caption=None, key="", error=None
+):
     """Builds an image-text record dict (see the module docstring).
 
     Args:
@@ -137,7 +139,9 @@ def deserialize_record(data):
     if prefix + header_length > len(data):
         raise ValueError("Truncated TIPS record: the header is incomplete.")
     try:
-        header = json.loads(data[prefix : prefix + header_length].decode("utf-8"))
+        header = json.loads(
+            data[prefix : prefix + header_length].decode("utf-8")
+        )
         fields = [(str(name), int(length)) for name, length in header["fields"]]
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"Malformed TIPS record header ({error}).") from None

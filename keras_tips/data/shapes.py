@@ -52,7 +52,12 @@ COLOUR_NAMES = tuple(COLOURS)
 SIZES = ("small", "large")
 # Side of a shape's bounding box as a fraction of the image side.
 SIZE_FRACTIONS = {"small": (0.18, 0.26), "large": (0.36, 0.48)}
-BACKGROUND_COLOURS = ((30, 30, 30), (90, 90, 90), (170, 170, 170), (225, 220, 205))
+BACKGROUND_COLOURS = (
+    (30, 30, 30),
+    (90, 90, 90),
+    (170, 170, 170),
+    (225, 220, 205),
+)
 REGION_NAMES = (
     ("top left", "top middle", "top right"),
     ("middle left", "center", "middle right"),
@@ -93,7 +98,9 @@ def _star(cx, cy, radius):
     # Centred on the star's bounding box rather than on its centre of points,
     # which sits above it.
     cy = cy + 0.1 * radius
-    return [(cx + r * np.cos(a), cy - r * np.sin(a)) for r, a in zip(radii, angles)]
+    return [
+        (cx + r * np.cos(a), cy - r * np.sin(a)) for r, a in zip(radii, angles)
+    ]
 
 
 def _cross(cx, cy, half):
@@ -125,7 +132,8 @@ def draw_shape_mask(shape, cx, cy, extent, image_size):
         draw.rectangle(box, fill=1)
     elif shape == "triangle":
         draw.polygon(
-            [(cx, cy - half), (cx + half, cy + half), (cx - half, cy + half)], fill=1
+            [(cx, cy - half), (cx + half, cy + half), (cx - half, cy + half)],
+            fill=1,
         )
     elif shape == "star":
         draw.polygon(_star(cx, cy, half), fill=1)
@@ -133,10 +141,18 @@ def draw_shape_mask(shape, cx, cy, extent, image_size):
         draw.polygon(_cross(cx, cy, half), fill=1)
     elif shape == "diamond":
         draw.polygon(
-            [(cx, cy - half), (cx + half, cy), (cx, cy + half), (cx - half, cy)], fill=1
+            [
+                (cx, cy - half),
+                (cx + half, cy),
+                (cx, cy + half),
+                (cx - half, cy),
+            ],
+            fill=1,
         )
     else:
-        raise ValueError(f"Unknown shape {shape!r}. Expected one of {SHAPE_CLASSES}.")
+        raise ValueError(
+            f"Unknown shape {shape!r}. Expected one of {SHAPE_CLASSES}."
+        )
     return np.asarray(canvas, dtype=bool)
 
 
@@ -158,10 +174,14 @@ def region_of(mask):
 def describe_object(obj, objects):
     """Synthetic-caption phrase of one object."""
     article = "an" if obj["size"][0] in "aeiou" else "a"
-    phrase = f"{article} {obj['size']} {obj['colour']} {obj['shape']} in the {obj['region']}"
+    phrase = (
+        f"{article} {obj['size']} {obj['colour']} {obj['shape']} "
+        f"in the {obj['region']}"
+    )
     if obj["occluded_by"]:
         names = [
-            f"the {objects[k]['colour']} {objects[k]['shape']}" for k in obj["occluded_by"]
+            f"the {objects[k]['colour']} {objects[k]['shape']}"
+            for k in obj["occluded_by"]
         ]
         phrase += ", partly behind " + " and ".join(names)
     return phrase
@@ -187,7 +207,11 @@ def web_caption(objects, main_object, rng):
     draw = rng.random()
     if draw < 0.15:
         return str(rng.choice(GENERIC_CAPTIONS))
-    obj = objects[main_object] if rng.random() < 0.75 else objects[rng.integers(len(objects))]
+    obj = (
+        objects[main_object]
+        if rng.random() < 0.75
+        else objects[rng.integers(len(objects))]
+    )
     colour, shape = obj["colour"], obj["shape"]
     if draw < 0.3:
         # A wrong caption: the colour or the shape is not the object's.
@@ -244,13 +268,18 @@ class ShapesDataset:
         min_visible_fraction=0.35,
     ):
         if split not in SPLITS:
-            raise ValueError(f"`split` must be one of {tuple(SPLITS)}. Received: {split!r}")
+            raise ValueError(
+                f"`split` must be one of {tuple(SPLITS)}. Received: {split!r}"
+            )
         if not 1 <= max_objects <= len(COLOURS):
             raise ValueError(
-                f"`max_objects` must be in [1, {len(COLOURS)}]. Received: {max_objects}"
+                f"`max_objects` must be in [1, {len(COLOURS)}]. "
+                f"Received: {max_objects}"
             )
         if image_size < 16:
-            raise ValueError(f"`image_size` must be >= 16. Received: {image_size}")
+            raise ValueError(
+                f"`image_size` must be >= 16. Received: {image_size}"
+            )
         self.split = split
         self.num_examples = int(num_examples)
         self.image_size = int(image_size)
@@ -264,7 +293,9 @@ class ShapesDataset:
     def __getitem__(self, index):
         index = int(index)
         if not 0 <= index < self.num_examples:
-            raise IndexError(f"Index {index} out of range for {self.num_examples}.")
+            raise IndexError(
+                f"Index {index} out of range for {self.num_examples}."
+            )
         return self.render(index)
 
     def rng(self, index):
@@ -322,26 +353,46 @@ class ShapesDataset:
             instance_mask[mask] = k + 1
         for k, obj in enumerate(objects):
             rows, cols = np.nonzero(masks[k])
-            obj["bbox"] = (int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1)
+            obj["bbox"] = (
+                int(cols.min()),
+                int(rows.min()),
+                int(cols.max()) + 1,
+                int(rows.max()) + 1,
+            )
             obj["depth"] = float(depths[k])
             obj["visible_pixels"] = int(np.count_nonzero(visible[k]))
-            obj["visible_fraction"] = obj["visible_pixels"] / int(np.count_nonzero(masks[k]))
+            obj["visible_fraction"] = obj["visible_pixels"] / int(
+                np.count_nonzero(masks[k])
+            )
             obj["region"] = region_of(visible[k])
             # The objects seen where this one would be: those it is visibly
             # behind. (An object hidden there by a third one is not named.)
             shown_over = np.unique(instance_mask[masks[k] & ~visible[k]])
             obj["occluded_by"] = [int(j) - 1 for j in shown_over]
 
-        class_lut = np.array([0] + [obj["class_id"] for obj in objects], dtype=np.int32)
-        depth_lut = np.array([1.0] + [obj["depth"] for obj in objects], dtype=np.float32)
-        background = BACKGROUND_COLOURS[int(rng.integers(len(BACKGROUND_COLOURS)))]
+        class_lut = np.array(
+            [0] + [obj["class_id"] for obj in objects], dtype=np.int32
+        )
+        depth_lut = np.array(
+            [1.0] + [obj["depth"] for obj in objects], dtype=np.float32
+        )
+        background = BACKGROUND_COLOURS[
+            int(rng.integers(len(BACKGROUND_COLOURS)))
+        ]
         colour_lut = [background]
         for obj in objects:
             jitter = rng.integers(-_COLOUR_JITTER, _COLOUR_JITTER + 1, size=3)
             colour_lut.append(np.asarray(COLOURS[obj["colour"]]) + jitter)
         colour_lut = np.asarray(colour_lut, dtype=np.int16)
-        noise = rng.integers(-_NOISE_LEVEL, _NOISE_LEVEL + 1, size=(size, size, 3), dtype=np.int16)
-        image = np.clip(colour_lut[instance_mask] + noise, 0, 255).astype(np.uint8)
+        noise = rng.integers(
+            -_NOISE_LEVEL,
+            _NOISE_LEVEL + 1,
+            size=(size, size, 3),
+            dtype=np.int16,
+        )
+        image = np.clip(colour_lut[instance_mask] + noise, 0, 255).astype(
+            np.uint8
+        )
 
         main_object = max(
             range(len(objects)), key=lambda k: (objects[k]["visible_pixels"], k)
@@ -369,7 +420,8 @@ class ShapesDataset:
 
     def __repr__(self):
         return (
-            f"ShapesDataset(split={self.split!r}, num_examples={self.num_examples}, "
+            f"ShapesDataset(split={self.split!r}, "
+            f"num_examples={self.num_examples}, "
             f"image_size={self.image_size}, seed={self.seed})"
         )
 

@@ -52,7 +52,9 @@ def read_jsonl_index(jsonl_path):
             except ValueError:
                 entries.append(None)
                 continue
-            if not isinstance(item, dict) or not isinstance(item.get("image"), str):
+            if not isinstance(item, dict) or not isinstance(
+                item.get("image"), str
+            ):
                 entries.append(None)
                 continue
             entries.append(
@@ -149,7 +151,9 @@ def list_array_record_files(paths):
     for path in paths:
         path = os.fspath(path)
         if os.path.isdir(path):
-            files.extend(glob.glob(os.path.join(path, "*" + ARRAY_RECORD_SUFFIX)))
+            files.extend(
+                glob.glob(os.path.join(path, "*" + ARRAY_RECORD_SUFFIX))
+            )
         elif any(char in path for char in "*?["):
             files.extend(glob.glob(path))
         else:
@@ -191,7 +195,9 @@ class ArrayRecordImageTextSource:
         try:
             record = deserialize_record(self._source[index])
         except ValueError:
-            return make_record(key=f"record {index}", error=stats.INVALID_RECORD)
+            return make_record(
+                key=f"record {index}", error=stats.INVALID_RECORD
+            )
         if record["image"] is None:
             record["error"] = stats.MISSING_FILE
         return record

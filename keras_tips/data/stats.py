@@ -100,7 +100,11 @@ class DataStats:
 
     @property
     def skipped_fraction(self):
-        return self.records_skipped / self.records_seen if self.records_seen else 0.0
+        return (
+            self.records_skipped / self.records_seen
+            if self.records_seen
+            else 0.0
+        )
 
     def update(self, counts):
         """Adds a count dict (`records_seen`, `records_skipped`, kinds)."""
@@ -141,7 +145,8 @@ class DataStats:
             records_skipped=int(values.get(RECORDS_SKIPPED, 0)),
             counts={k: int(v) for k, v in values.get("counts", {}).items()},
             skipped_examples={
-                k: list(v) for k, v in values.get("skipped_examples", {}).items()
+                k: list(v)
+                for k, v in values.get("skipped_examples", {}).items()
             },
         )
 
@@ -152,7 +157,9 @@ class DataStats:
             f"{self.records_skipped} skipped"
         )
         if self.counts:
-            kinds = ", ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
+            kinds = ", ".join(
+                f"{k}={v}" for k, v in sorted(self.counts.items())
+            )
             line += f" ({kinds})"
         return line
 
@@ -171,7 +178,10 @@ class BadRecordChecker:
     """
 
     def __init__(self, max_skipped_fraction=0.5, window=200):
-        if max_skipped_fraction is not None and not 0 <= max_skipped_fraction <= 1:
+        if (
+            max_skipped_fraction is not None
+            and not 0 <= max_skipped_fraction <= 1
+        ):
             raise ValueError(
                 "`max_skipped_fraction` must be in [0, 1] or None. "
                 f"Received: {max_skipped_fraction}"
@@ -184,8 +194,10 @@ class BadRecordChecker:
 
     def check(self, stats, finished=False):
         """Raises `ValueError` if `stats` shows mostly bad data."""
-        if stats.records_seen and stats.records_kept == 0 and (
-            finished or stats.records_seen >= self.window
+        if (
+            stats.records_seen
+            and stats.records_kept == 0
+            and (finished or stats.records_seen >= self.window)
         ):
             raise ValueError(
                 f"No usable record in the first {stats.records_seen} records "
@@ -196,7 +208,10 @@ class BadRecordChecker:
         if stats.records_seen < self.window and not finished:
             return
         self.checked = True
-        if stats.records_seen and stats.skipped_fraction > self.max_skipped_fraction:
+        if (
+            stats.records_seen
+            and stats.skipped_fraction > self.max_skipped_fraction
+        ):
             raise ValueError(
                 f"The dataset is mostly bad: {stats.records_skipped} of the "
                 f"first {stats.records_seen} records "

@@ -32,14 +32,19 @@ class SentencePieceTextTokenizer:
 
         self.model_file = str(model_file)
         self.sequence_length = int(sequence_length)
-        self._processor = sentencepiece.SentencePieceProcessor(model_file=self.model_file)
+        self._processor = sentencepiece.SentencePieceProcessor(
+            model_file=self.model_file
+        )
         if self._processor.pad_id() != 0:
             raise ValueError(
                 f"The SentencePiece model {self.model_file} must have pad id 0."
             )
 
     def __getstate__(self):
-        return {"model_file": self.model_file, "sequence_length": self.sequence_length}
+        return {
+            "model_file": self.model_file,
+            "sequence_length": self.sequence_length,
+        }
 
     def __setstate__(self, state):
         self.__init__(state["model_file"], state["sequence_length"])

@@ -142,7 +142,12 @@ def sample_crop_box(height, width, scale, aspect_ratio, rng, attempts=10):
         crop_width, crop_height = width, height
     crop_width = max(1, min(crop_width, width))
     crop_height = max(1, min(crop_height, height))
-    return (width - crop_width) // 2, (height - crop_height) // 2, crop_width, crop_height
+    return (
+        (width - crop_width) // 2,
+        (height - crop_height) // 2,
+        crop_width,
+        crop_height,
+    )
 
 
 def adjust_hue(image, shift):
@@ -170,14 +175,24 @@ def color_jitter(image, config, rng):
     """Brightness, contrast, saturation and hue jitter, in a random order."""
     operations = []
     if config.brightness > 0:
-        factor = rng.uniform(max(0.0, 1 - config.brightness), 1 + config.brightness)
-        operations.append(lambda im, f=factor: ImageEnhance.Brightness(im).enhance(f))
+        factor = rng.uniform(
+            max(0.0, 1 - config.brightness), 1 + config.brightness
+        )
+        operations.append(
+            lambda im, f=factor: ImageEnhance.Brightness(im).enhance(f)
+        )
     if config.contrast > 0:
         factor = rng.uniform(max(0.0, 1 - config.contrast), 1 + config.contrast)
-        operations.append(lambda im, f=factor: ImageEnhance.Contrast(im).enhance(f))
+        operations.append(
+            lambda im, f=factor: ImageEnhance.Contrast(im).enhance(f)
+        )
     if config.saturation > 0:
-        factor = rng.uniform(max(0.0, 1 - config.saturation), 1 + config.saturation)
-        operations.append(lambda im, f=factor: ImageEnhance.Color(im).enhance(f))
+        factor = rng.uniform(
+            max(0.0, 1 - config.saturation), 1 + config.saturation
+        )
+        operations.append(
+            lambda im, f=factor: ImageEnhance.Color(im).enhance(f)
+        )
     if config.hue > 0:
         shift = rng.uniform(-config.hue, config.hue)
         operations.append(lambda im, s=shift: adjust_hue(im, s))
@@ -246,7 +261,9 @@ class MultiCropTransform:
     ```
     """
 
-    def __init__(self, global_size, local_crop_count=0, local_size=98, config=None):
+    def __init__(
+        self, global_size, local_crop_count=0, local_size=98, config=None
+    ):
         self.global_size = int(global_size)
         self.local_crop_count = int(local_crop_count)
         self.local_size = int(local_size)
@@ -268,7 +285,11 @@ class MultiCropTransform:
         config = self.config
         width, height = image.size
         box = sample_crop_box(
-            height, width, config.global_crop_scale, config.crop_aspect_ratio, rng
+            height,
+            width,
+            config.global_crop_scale,
+            config.crop_aspect_ratio,
+            rng,
         )
         global_crop, flipped = augment_crop(
             image,
@@ -280,11 +301,16 @@ class MultiCropTransform:
             rng,
         )
         local_crops = np.empty(
-            (self.local_crop_count, self.local_size, self.local_size, 3), np.float32
+            (self.local_crop_count, self.local_size, self.local_size, 3),
+            np.float32,
         )
         for index in range(self.local_crop_count):
             box = sample_crop_box(
-                height, width, config.local_crop_scale, config.crop_aspect_ratio, rng
+                height,
+                width,
+                config.local_crop_scale,
+                config.crop_aspect_ratio,
+                rng,
             )
             local_crops[index], _ = augment_crop(
                 image,

@@ -43,7 +43,11 @@ def png_header_only(width, height):
 
     def chunk(kind, data):
         body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+        return (
+            struct.pack(">I", len(data))
+            + body
+            + struct.pack(">I", zlib.crc32(body))
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (
@@ -56,7 +60,9 @@ def png_header_only(width, height):
 
 def rgb_image(seed, size=40):
     rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (size, size + 8, 3), dtype=np.uint8))
+    return Image.fromarray(
+        rng.integers(0, 256, (size, size + 8, 3), dtype=np.uint8)
+    )
 
 
 # (name, file bytes or None for a missing file, json fields, kept, kinds)
@@ -79,7 +85,13 @@ def _bad_record_specs():
             True,
             [stats.CONVERTED_GRAYSCALE, stats.CONVERTED_16BIT],
         ),
-        ("rgba", encode(Image.fromarray(rgba)), {}, True, [stats.CONVERTED_ALPHA]),
+        (
+            "rgba",
+            encode(Image.fromarray(rgba)),
+            {},
+            True,
+            [stats.CONVERTED_ALPHA],
+        ),
         ("cmyk", encode(cmyk, "JPEG"), {}, True, [stats.CONVERTED_OTHER_MODE]),
         (
             "empty_web",
@@ -102,17 +114,39 @@ def _bad_record_specs():
             True,
             ["synthetic_caption_missing"],
         ),
-        ("unreadable", b"this is not an image at all", {}, False, [stats.UNREADABLE_IMAGE]),
-        ("truncated", truncated[: len(truncated) // 2], {}, False, [stats.TRUNCATED_IMAGE]),
+        (
+            "unreadable",
+            b"this is not an image at all",
+            {},
+            False,
+            [stats.UNREADABLE_IMAGE],
+        ),
+        (
+            "truncated",
+            truncated[: len(truncated) // 2],
+            {},
+            False,
+            [stats.TRUNCATED_IMAGE],
+        ),
         ("zero_bytes", b"", {}, False, [stats.EMPTY_FILE]),
-        ("bomb", png_header_only(60_000, 60_000), {}, False, [stats.TOO_LARGE_IMAGE]),
+        (
+            "bomb",
+            png_header_only(60_000, 60_000),
+            {},
+            False,
+            [stats.TOO_LARGE_IMAGE],
+        ),
         ("missing", None, {}, False, [stats.MISSING_FILE]),
         (
             "no_captions",
             encode(rgb_image(6)),
             {"caption": None, "synthetic_caption": None},
             False,
-            ["web_caption_missing", "synthetic_caption_missing", stats.NO_CAPTION],
+            [
+                "web_caption_missing",
+                "synthetic_caption_missing",
+                stats.NO_CAPTION,
+            ],
         ),
     ]
 

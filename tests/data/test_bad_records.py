@@ -49,10 +49,14 @@ def test_good_records_arrive_bad_ones_are_counted_by_kind(
     arrived = {}
     for batch in batches:
         assert np.isfinite(batch["global_images"]).all()
-        assert 0 <= batch["global_images"].min() and batch["global_images"].max() <= 1
+        assert (
+            0 <= batch["global_images"].min()
+            and batch["global_images"].max() <= 1
+        )
         for row in range(len(batch["has_web"])):
             name = record_id(
-                str(batch["web_caption"][row]), str(batch["synthetic_caption"][row])
+                str(batch["web_caption"][row]),
+                str(batch["synthetic_caption"][row]),
             )
             arrived[name] = {key: value[row] for key, value in batch.items()}
     assert sorted(arrived) == sorted(bad_records_dir["kept"])
@@ -65,7 +69,9 @@ def test_good_records_arrive_bad_ones_are_counted_by_kind(
         ("good0", True, True),
     ]:
         row = arrived[name]
-        assert row["has_web"] == has_web and row["has_synthetic"] == has_synthetic
+        assert (
+            row["has_web"] == has_web and row["has_synthetic"] == has_synthetic
+        )
         assert row["web_padding_mask"].any() == has_web
         assert row["synthetic_padding_mask"].any() == has_synthetic
 
@@ -75,7 +81,9 @@ def test_good_records_arrive_bad_ones_are_counted_by_kind(
     assert data_stats.records_skipped == bad_records_dir["num_skipped"]
     assert data_stats.records_kept == len(bad_records_dir["kept"])
     assert any("missing_file=1" in message for message in caplog.messages)
-    assert data_stats.skipped_examples[stats.MISSING_FILE] == ["images/missing.img"]
+    assert data_stats.skipped_examples[stats.MISSING_FILE] == [
+        "images/missing.img"
+    ]
     assert set(data_stats.skipped_examples) == set(data_stats.skip_counts())
     assert any(
         "Skipping record 'images/bomb.img': too_large_image" in message
@@ -97,20 +105,27 @@ def test_converted_images_have_the_right_values(tokenizer, bad_records_dir):
     images = {}
     with PretrainingPipeline(source, config, tokenizer) as pipeline:
         for batch in pipeline:
-            name = record_id(str(batch["web_caption"][0]), str(batch["synthetic_caption"][0]))
+            name = record_id(
+                str(batch["web_caption"][0]), str(batch["synthetic_caption"][0])
+            )
             images[name] = batch["global_images"][0]
     # 8-bit gray 100 -> RGB 100/255; 16-bit 32768 -> 128/255 (not clipped to
     # white); transparent black -> the white background.
     np.testing.assert_allclose(images["gray"], 100 / 255, atol=1e-6)
     np.testing.assert_allclose(images["sixteen"], 128 / 255, atol=1e-6)
     np.testing.assert_allclose(images["rgba"], 1.0, atol=1e-6)
-    np.testing.assert_allclose(images["cmyk"], 1.0, atol=1 / 255)  # CMYK 0 = white
+    np.testing.assert_allclose(
+        images["cmyk"], 1.0, atol=1 / 255
+    )  # CMYK 0 = white
 
 
 def test_mostly_bad_dataset_stops_with_the_counts(tokenizer, tmp_path):
     good = encode(rgb_image(0))
     records = [
-        {"image": good if index % 5 == 0 else None, "caption": f"record {index}"}
+        {
+            "image": good if index % 5 == 0 else None,
+            "caption": f"record {index}",
+        }
         for index in range(10)
     ]
     config = PipelineConfig(
@@ -120,7 +135,9 @@ def test_mostly_bad_dataset_stops_with_the_counts(tokenizer, tmp_path):
         max_skipped_fraction=0.5,
         skip_check_window=20,
     )
-    with PretrainingPipeline(InMemoryImageTextSource(records), config, tokenizer) as pipeline:
+    with PretrainingPipeline(
+        InMemoryImageTextSource(records), config, tokenizer
+    ) as pipeline:
         with pytest.raises(ValueError, match="mostly bad") as error:
             for _ in range(10):
                 next(pipeline)
@@ -129,12 +146,18 @@ def test_mostly_bad_dataset_stops_with_the_counts(tokenizer, tmp_path):
 
 
 def test_mostly_bad_finite_dataset_stops_at_its_end(tokenizer):
-    records = [{"image": b"", "caption": "x"}] * 3 + [{"image": encode(rgb_image(1)), "caption": "y"}]
+    records = [{"image": b"", "caption": "x"}] * 3 + [
+        {"image": encode(rgb_image(1)), "caption": "y"}
+    ]
     config = PipelineConfig(
         batch_size=1, global_image_size=14, local_crop_count=0, num_epochs=1
     )
-    with PretrainingPipeline(InMemoryImageTextSource(records), config, tokenizer) as pipeline:
-        with pytest.raises(ValueError, match=r"3 of the first 4 records.*empty_file"):
+    with PretrainingPipeline(
+        InMemoryImageTextSource(records), config, tokenizer
+    ) as pipeline:
+        with pytest.raises(
+            ValueError, match=r"3 of the first 4 records.*empty_file"
+        ):
             list(pipeline)
 
 
@@ -147,7 +170,9 @@ def test_dataset_without_any_usable_record_does_not_hang(tokenizer):
         max_skipped_fraction=None,  # even with the fraction check off
         skip_check_window=50,
     )
-    with PretrainingPipeline(InMemoryImageTextSource(records), config, tokenizer) as pipeline:
+    with PretrainingPipeline(
+        InMemoryImageTextSource(records), config, tokenizer
+    ) as pipeline:
         with pytest.raises(ValueError, match="No usable record"):
             next(pipeline)
 
@@ -160,7 +185,10 @@ def test_a_source_that_raises_gives_invalid_records(tokenizer):
         def __getitem__(self, index):
             if index % 3 == 0:
                 raise OSError("disk hiccup")
-            return {"image": encode(rgb_image(index)), "caption": f"record {index}"}
+            return {
+                "image": encode(rgb_image(index)),
+                "caption": f"record {index}",
+            }
 
     config = PipelineConfig(
         batch_size=4, global_image_size=14, local_crop_count=0, num_epochs=1
@@ -198,7 +226,10 @@ def test_decode_image_pixel_limit_is_checked_before_decoding():
     "image, kinds",
     [
         (Image.new("1", (8, 8), 1), (stats.CONVERTED_GRAYSCALE,)),
-        (Image.new("LA", (8, 8), (50, 255)), (stats.CONVERTED_GRAYSCALE, stats.CONVERTED_ALPHA)),
+        (
+            Image.new("LA", (8, 8), (50, 255)),
+            (stats.CONVERTED_GRAYSCALE, stats.CONVERTED_ALPHA),
+        ),
         (Image.new("P", (8, 8), 3), ()),
         (Image.new("RGB", (8, 8), (1, 2, 3)), ()),
     ],

@@ -1,4 +1,4 @@
-"""Pretraining pipeline: batch contract, masks, determinism, resume, sharding."""
+"""Pretraining pipeline: batch contract, masks, determinism, resume, shards."""
 
 import dataclasses
 import json
@@ -19,7 +19,9 @@ from tests.data.conftest import TOKENIZER_PATH
 
 
 def shapes_source(num_examples=40, image_size=56):
-    return ShapesDataset("train", num_examples, image_size, seed=5).image_text_source()
+    return ShapesDataset(
+        "train", num_examples, image_size, seed=5
+    ).image_text_source()
 
 
 def take(pipeline, count):
@@ -31,7 +33,9 @@ def assert_same_batches(expected, actual):
     for index, (a, b) in enumerate(zip(expected, actual)):
         assert a.keys() == b.keys()
         for key in a:
-            np.testing.assert_array_equal(a[key], b[key], err_msg=f"batch {index} {key}")
+            np.testing.assert_array_equal(
+                a[key], b[key], err_msg=f"batch {index} {key}"
+            )
 
 
 def text_source(count):
@@ -59,7 +63,13 @@ def text_source(count):
     ],
 )
 def test_batch_contract(
-    tokenizer, batch_size, global_size, local_count, local_size, mask_ratio, mask_mode
+    tokenizer,
+    batch_size,
+    global_size,
+    local_count,
+    local_size,
+    mask_ratio,
+    mask_mode,
 ):
     config = PipelineConfig(
         batch_size=batch_size,
@@ -72,7 +82,9 @@ def test_batch_contract(
     with PretrainingPipeline(shapes_source(), config, tokenizer) as pipeline:
         batches = take(pipeline, 3)
     num_patches = (global_size // 14) ** 2
-    expected_keys = set(BATCH_KEYS) - ({"local_images"} if local_count == 0 else set())
+    expected_keys = set(BATCH_KEYS) - (
+        {"local_images"} if local_count == 0 else set()
+    )
     for batch in batches:
         assert set(batch) == expected_keys
         images = batch["global_images"]
@@ -82,7 +94,13 @@ def test_batch_contract(
         if local_count:
             local = batch["local_images"]
             assert local.dtype == np.float32
-            assert local.shape == (batch_size, local_count, local_size, local_size, 3)
+            assert local.shape == (
+                batch_size,
+                local_count,
+                local_size,
+                local_size,
+                3,
+            )
             assert 0.0 <= local.min() and local.max() <= 1.0
         mask = batch["patch_mask"]
         assert mask.dtype == bool and mask.shape == (batch_size, num_patches)
@@ -92,7 +110,10 @@ def test_batch_contract(
         for name in ("web", "synthetic"):
             ids = batch[f"{name}_token_ids"]
             padding = batch[f"{name}_padding_mask"]
-            assert ids.dtype == np.int32 and ids.shape == (batch_size, SEQUENCE_LENGTH)
+            assert ids.dtype == np.int32 and ids.shape == (
+                batch_size,
+                SEQUENCE_LENGTH,
+            )
             assert padding.dtype == bool and padding.shape == ids.shape
             assert batch[f"has_{name}"].dtype == bool
             assert batch[f"has_{name}"].shape == (batch_size,)
@@ -103,7 +124,10 @@ def test_batch_contract(
 
 def test_tokens_are_the_tokenizer_output_of_the_captions(tokenizer):
     config = PipelineConfig(
-        batch_size=4, global_image_size=28, local_crop_count=0, include_texts=True
+        batch_size=4,
+        global_image_size=28,
+        local_crop_count=0,
+        include_texts=True,
     )
     with PretrainingPipeline(shapes_source(), config, tokenizer) as pipeline:
         batch = next(pipeline)
@@ -124,13 +148,21 @@ def test_mask_probability_masks_whole_images_or_none(tokenizer):
         mask_probability=0.5,
     )
     with PretrainingPipeline(shapes_source(), config, tokenizer) as pipeline:
-        counts = np.concatenate([b["patch_mask"].sum(axis=1) for b in take(pipeline, 4)])
+        counts = np.concatenate(
+            [b["patch_mask"].sum(axis=1) for b in take(pipeline, 4)]
+        )
     assert set(counts.tolist()) == {0, 8}
     assert 10 <= (counts == 8).sum() <= 54  # ~32 of 64; both outcomes happen
 
 
 def test_same_seed_same_batches_other_seed_other_batches(tokenizer):
-    config = PipelineConfig(batch_size=4, global_image_size=28, local_crop_count=2, local_image_size=14, seed=7)
+    config = PipelineConfig(
+        batch_size=4,
+        global_image_size=28,
+        local_crop_count=2,
+        local_image_size=14,
+        seed=7,
+    )
     runs = []
     for seed in (7, 7, 8):
         with PretrainingPipeline(
@@ -138,13 +170,19 @@ def test_same_seed_same_batches_other_seed_other_batches(tokenizer):
         ) as pipeline:
             runs.append(take(pipeline, 4))
     assert_same_batches(runs[0], runs[1])
-    assert not np.array_equal(runs[0][0]["global_images"], runs[2][0]["global_images"])
+    assert not np.array_equal(
+        runs[0][0]["global_images"], runs[2][0]["global_images"]
+    )
 
 
 def test_resume_continues_on_the_next_unseen_batch(tokenizer):
     # A short dataset repeated, so the resumed part crosses an epoch boundary.
     config = PipelineConfig(
-        batch_size=3, global_image_size=28, local_crop_count=1, local_image_size=14, seed=1
+        batch_size=3,
+        global_image_size=28,
+        local_crop_count=1,
+        local_image_size=14,
+        seed=1,
     )
     source = shapes_source(num_examples=10)
     with PretrainingPipeline(source, config, tokenizer) as pipeline:
@@ -194,7 +232,11 @@ def test_one_worker_process_is_deterministic_resumes_and_counts(
 @pytest.mark.slow
 def test_two_worker_processes_resume(tokenizer):
     config = PipelineConfig(
-        batch_size=2, global_image_size=28, local_crop_count=0, worker_count=2, seed=2
+        batch_size=2,
+        global_image_size=28,
+        local_crop_count=0,
+        worker_count=2,
+        seed=2,
     )
     source = shapes_source(num_examples=12)
     with PretrainingPipeline(source, config, tokenizer) as pipeline:
@@ -235,14 +277,26 @@ def test_shards_are_disjoint_and_equal_sized(tokenizer):
             shard_count=3,
             include_texts=True,
         )
-        with PretrainingPipeline(text_source(10), config, tokenizer) as pipeline:
+        with PretrainingPipeline(
+            text_source(10), config, tokenizer
+        ) as pipeline:
             seen.append([t for b in pipeline for t in b["synthetic_caption"]])
-    assert [len(texts) for texts in seen] == [2, 2, 2]  # 3 per shard, drop_remainder
+    assert [len(texts) for texts in seen] == [
+        2,
+        2,
+        2,
+    ]  # 3 per shard, drop_remainder
     with PretrainingPipeline(
         text_source(10),
         PipelineConfig(
-            batch_size=3, global_image_size=14, local_crop_count=0, num_epochs=1,
-            shard_index=1, shard_count=3, include_texts=True, drop_remainder=False,
+            batch_size=3,
+            global_image_size=14,
+            local_crop_count=0,
+            num_epochs=1,
+            shard_index=1,
+            shard_count=3,
+            include_texts=True,
+            drop_remainder=False,
         ),
         tokenizer,
     ) as pipeline:
@@ -255,7 +309,9 @@ def test_shards_are_disjoint_and_equal_sized(tokenizer):
 def test_eval_mode_resizes_and_centre_crops(tokenizer):
     image = np.zeros((20, 40, 3), dtype=np.uint8)
     image[:, 10:30] = 255  # the centre square is white, the sides black
-    source = InMemoryImageTextSource([{"image": image, "caption": "a square"}] * 3)
+    source = InMemoryImageTextSource(
+        [{"image": image, "caption": "a square"}] * 3
+    )
     config = PipelineConfig(
         batch_size=3,
         global_image_size=14,
@@ -268,7 +324,9 @@ def test_eval_mode_resizes_and_centre_crops(tokenizer):
     assert "local_images" not in batch
     # The white centre square fills the output; only the resampling filter's
     # reach past the crop edges darkens the outermost columns a little.
-    np.testing.assert_allclose(batch["global_images"][:, :, 1:-1], 1.0, atol=1e-6)
+    np.testing.assert_allclose(
+        batch["global_images"][:, :, 1:-1], 1.0, atol=1e-6
+    )
     assert batch["global_images"].min() > 0.9
     assert not batch["patch_mask"].any()
     assert not batch["has_synthetic"].any() and batch["has_web"].all()
@@ -281,7 +339,9 @@ def test_flipped_global_crop_swaps_left_and_right_in_captions(tokenizer):
             {
                 "image": np.zeros((16, 16, 3), np.uint8),
                 "caption": "a red circle on the left",
-                "synthetic_caption": "a red circle in the top left, a square on the right",
+                "synthetic_caption": (
+                    "a red circle in the top left, a square on the right"
+                ),
             }
         ]
         * 2
@@ -298,13 +358,19 @@ def test_flipped_global_crop_swaps_left_and_right_in_captions(tokenizer):
     with PretrainingPipeline(source, config, tokenizer) as pipeline:
         batch = next(pipeline)
     assert list(batch["web_caption"]) == ["a red circle on the right"] * 2
-    assert list(batch["synthetic_caption"]) == [
-        "a red circle in the top right, a square on the left"
-    ] * 2
+    assert (
+        list(batch["synthetic_caption"])
+        == ["a red circle in the top right, a square on the left"] * 2
+    )
 
 
 def test_plain_sentencepiece_tokenizer_matches_tips_tokenizer(tokenizer):
-    texts = ["A Large BLUE circle in the center", "", "x" * 200, "two shapes: a star"]
+    texts = [
+        "A Large BLUE circle in the center",
+        "",
+        "x" * 200,
+        "two shapes: a star",
+    ]
     plain = SentencePieceTextTokenizer(TOKENIZER_PATH, SEQUENCE_LENGTH)
     for expected, actual in zip(tokenizer(texts), plain(texts)):
         np.testing.assert_array_equal(expected, actual)
@@ -323,12 +389,16 @@ def test_config_and_tokenizer_errors(tokenizer):
     with pytest.raises(ValueError, match="text_tokenizer"):
         PretrainingPipeline(shapes_source(), PipelineConfig(), None)
     with pytest.raises(ValueError, match="fewer than"):
-        PretrainingPipeline(text_source(2), PipelineConfig(shard_count=3), tokenizer)
+        PretrainingPipeline(
+            text_source(2), PipelineConfig(shard_count=3), tokenizer
+        )
 
     def wrong_shapes(texts):
         return np.zeros((len(texts),), np.int32), np.zeros((len(texts),), bool)
 
-    config = PipelineConfig(batch_size=2, global_image_size=14, local_crop_count=0)
+    config = PipelineConfig(
+        batch_size=2, global_image_size=14, local_crop_count=0
+    )
     with PretrainingPipeline(text_source(4), config, wrong_shapes) as pipeline:
         with pytest.raises(ValueError, match="shape"):
             next(pipeline)

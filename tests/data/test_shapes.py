@@ -15,7 +15,8 @@ from keras_tips.data import shapes
 from keras_tips.data import stats
 
 PHRASE = re.compile(
-    r"^an? (small|large) (\w+) (\w+) in the ([a-z ]+?)(?:, partly behind (.+))?$"
+    r"^an? (small|large) (\w+) (\w+) in the ([a-z ]+?)"
+    r"(?:, partly behind (.+))?$"
 )
 OCCLUDER = re.compile(r"^the (\w+) (\w+)$")
 COUNT_WORDS = {"two": 2, "three": 3, "four": 4}
@@ -49,12 +50,16 @@ def parse_synthetic_caption(caption):
 def region_slices(region, size):
     row, col = divmod(shapes.REGIONS.index(region), 3)
     bounds = [0, size // 3, (2 * size) // 3, size]
-    return slice(bounds[row], bounds[row + 1]), slice(bounds[col], bounds[col + 1])
+    return slice(bounds[row], bounds[row + 1]), slice(
+        bounds[col], bounds[col + 1]
+    )
 
 
 @pytest.mark.parametrize("image_size", [56, 97])
 def test_synthetic_captions_agree_with_masks_and_pixels(image_size):
-    dataset = ShapesDataset("validation", num_examples=80, image_size=image_size, seed=1)
+    dataset = ShapesDataset(
+        "validation", num_examples=80, image_size=image_size, seed=1
+    )
     for index in range(len(dataset)):
         example = dataset[index]
         class_mask = example["class_mask"]
@@ -62,7 +67,10 @@ def test_synthetic_captions_agree_with_masks_and_pixels(image_size):
         image = example["image"].astype(int)
         assert example["image"].dtype == np.uint8
         assert example["image"].shape == (image_size, image_size, 3)
-        assert class_mask.dtype == np.int32 and example["depth"].dtype == np.float32
+        assert (
+            class_mask.dtype == np.int32
+            and example["depth"].dtype == np.float32
+        )
         objects = example["objects"]
         count, described = parse_synthetic_caption(example["synthetic_caption"])
 
@@ -87,13 +95,21 @@ def test_synthetic_captions_agree_with_masks_and_pixels(image_size):
             # And with the metadata: the region holds most of its visible part.
             obj = next(o for o in objects if o["colour"] == colour)
             k = objects.index(obj)
-            assert (obj["shape"], obj["size"], obj["region"]) == (shape, size, region)
+            assert (obj["shape"], obj["size"], obj["region"]) == (
+                shape,
+                size,
+                region,
+            )
             own = instance_mask == k + 1
             assert (class_mask[own] == class_id).all()
             cells = shapes.region_cell_counts(own)
-            assert cells.reshape(-1)[shapes.REGIONS.index(region)] == cells.max()
+            assert (
+                cells.reshape(-1)[shapes.REGIONS.index(region)] == cells.max()
+            )
             assert obj["visible_fraction"] >= dataset.min_visible_fraction
-            np.testing.assert_array_equal(example["depth"][own], np.float32(obj["depth"]))
+            np.testing.assert_array_equal(
+                example["depth"][own], np.float32(obj["depth"])
+            )
 
             # "Partly behind X, Y": exactly X and Y are seen where the whole
             # shape would be, and they are nearer.
@@ -104,14 +120,19 @@ def test_synthetic_captions_agree_with_masks_and_pixels(image_size):
             seen_over = set(np.unique(instance_mask[whole & ~own]).tolist())
             named = set()
             for occluder_colour, occluder_shape in occluders:
-                other = next(o for o in objects if o["colour"] == occluder_colour)
+                other = next(
+                    o for o in objects if o["colour"] == occluder_colour
+                )
                 assert other["shape"] == occluder_shape
                 assert other["depth"] < obj["depth"]
                 named.add(objects.index(other) + 1)
             assert named == seen_over, (index, example["synthetic_caption"])
 
         assert (example["depth"][class_mask == 0] == 1.0).all()
-        visible = [np.count_nonzero(instance_mask == k + 1) for k in range(len(objects))]
+        visible = [
+            np.count_nonzero(instance_mask == k + 1)
+            for k in range(len(objects))
+        ]
         main = max(range(len(objects)), key=lambda k: (visible[k], k))
         assert example["label"] == objects[main]["class_id"] - 1
 
@@ -126,7 +147,10 @@ def test_examples_are_pure_functions_of_split_seed_and_index():
         assert a["web_caption"] == b["web_caption"]
         assert a["synthetic_caption"] == b["synthetic_caption"]
     # Reading out of order does not change an example.
-    assert first[7]["synthetic_caption"] == ShapesDataset("train", 50, 64, seed=3)[7]["synthetic_caption"]
+    assert (
+        first[7]["synthetic_caption"]
+        == ShapesDataset("train", 50, 64, seed=3)[7]["synthetic_caption"]
+    )
     for other in (
         ShapesDataset("validation", 50, 64, seed=3),
         ShapesDataset("test", 50, 64, seed=3),
@@ -148,7 +172,9 @@ def test_spatial_words_matter():
     for index in range(len(dataset)):
         example = dataset[index]
         content = tuple(
-            sorted((o["size"], o["colour"], o["shape"]) for o in example["objects"])
+            sorted(
+                (o["size"], o["colour"], o["shape"]) for o in example["objects"]
+            )
         )
         by_content.setdefault(content, set()).add(example["synthetic_caption"])
         regions.update(o["region"] for o in example["objects"])
@@ -180,18 +206,25 @@ def test_shapes_feed_the_pipeline_with_encoded_or_raw_images(tokenizer):
     np.testing.assert_array_equal(decoded, raw[3]["image"])
     assert kinds == () and raw[3]["caption"] == dataset[3]["web_caption"]
     config = PipelineConfig(
-        batch_size=4, global_image_size=42, local_crop_count=2, local_image_size=14
+        batch_size=4,
+        global_image_size=42,
+        local_crop_count=2,
+        local_image_size=14,
     )
     batches = []
     for source in (raw, encoded):
         with PretrainingPipeline(source, config, tokenizer) as pipeline:
             batches.append(next(pipeline))
-    np.testing.assert_array_equal(batches[0]["global_images"], batches[1]["global_images"])
+    np.testing.assert_array_equal(
+        batches[0]["global_images"], batches[1]["global_images"]
+    )
 
 
 def test_zero_shot_names_and_prompts():
     prompts = shapes.zero_shot_prompts("star")
-    assert len(prompts) == len(shapes.ZERO_SHOT_TEMPLATES) and "a star." in prompts
+    assert (
+        len(prompts) == len(shapes.ZERO_SHOT_TEMPLATES) and "a star." in prompts
+    )
     assert ShapesDataset.class_names == SHAPE_CLASSES
 
 

@@ -46,8 +46,18 @@ def test_block_masks_are_blocky():
         return (right.sum() + down.sum()) / (2 * mask.sum())
 
     rng = np.random.default_rng(0)
-    block = np.mean([masked_neighbour_fraction(block_patch_mask(16, 0.3, rng), 16) for _ in range(20)])
-    uniform = np.mean([masked_neighbour_fraction(random_patch_mask(16, 0.3, rng), 16) for _ in range(20)])
+    block = np.mean(
+        [
+            masked_neighbour_fraction(block_patch_mask(16, 0.3, rng), 16)
+            for _ in range(20)
+        ]
+    )
+    uniform = np.mean(
+        [
+            masked_neighbour_fraction(random_patch_mask(16, 0.3, rng), 16)
+            for _ in range(20)
+        ]
+    )
     assert block > uniform + 0.25
 
 
@@ -78,20 +88,26 @@ def test_crop_scale_is_respected():
     rng = np.random.default_rng(0)
     areas = []
     for _ in range(200):
-        _, _, w, h = sample_crop_box(200, 300, (0.05, 0.32), (3 / 4, 4 / 3), rng)
+        _, _, w, h = sample_crop_box(
+            200, 300, (0.05, 0.32), (3 / 4, 4 / 3), rng
+        )
         areas.append(w * h / (200 * 300))
     assert 0.04 <= min(areas) and max(areas) <= 0.33
 
 
 def test_multi_crop_shapes_ranges_and_determinism():
-    image = np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    image = np.random.default_rng(0).integers(
+        0, 256, (50, 70, 3), dtype=np.uint8
+    )
     transform = MultiCropTransform(28, 3, 14)
     first = transform(image, np.random.default_rng(5))
     again = transform(image, np.random.default_rng(5))
     other = transform(image, np.random.default_rng(6))
     global_crop, local_crops, flipped = first
     assert global_crop.shape == (28, 28, 3) and global_crop.dtype == np.float32
-    assert local_crops.shape == (3, 14, 14, 3) and local_crops.dtype == np.float32
+    assert (
+        local_crops.shape == (3, 14, 14, 3) and local_crops.dtype == np.float32
+    )
     assert 0 <= global_crop.min() and global_crop.max() <= 1
     assert isinstance(flipped, bool)
     np.testing.assert_array_equal(global_crop, again[0])
@@ -100,9 +116,17 @@ def test_multi_crop_shapes_ranges_and_determinism():
 
 
 def test_full_crop_without_augmentation_is_a_resize():
-    image = np.random.default_rng(0).integers(0, 256, (28, 28, 3), dtype=np.uint8)
-    config = dataclasses.replace(AugmentationConfig.none(), global_crop_scale=(1.0, 1.0), crop_aspect_ratio=(1.0, 1.0))
-    global_crop, _, flipped = MultiCropTransform(28, 0, 14, config)(image, np.random.default_rng(0))
+    image = np.random.default_rng(0).integers(
+        0, 256, (28, 28, 3), dtype=np.uint8
+    )
+    config = dataclasses.replace(
+        AugmentationConfig.none(),
+        global_crop_scale=(1.0, 1.0),
+        crop_aspect_ratio=(1.0, 1.0),
+    )
+    global_crop, _, flipped = MultiCropTransform(28, 0, 14, config)(
+        image, np.random.default_rng(0)
+    )
     np.testing.assert_allclose(global_crop, image / 255.0, atol=1e-6)
     assert not flipped
 
@@ -116,11 +140,18 @@ def test_full_crop_without_augmentation_is_a_resize():
     ],
 )
 def test_each_augmentation_acts(name, changes):
-    image = np.random.default_rng(0).integers(0, 256, (28, 28, 3), dtype=np.uint8)
-    config = dataclasses.replace(
-        AugmentationConfig.none(), global_crop_scale=(1.0, 1.0), crop_aspect_ratio=(1.0, 1.0), **changes
+    image = np.random.default_rng(0).integers(
+        0, 256, (28, 28, 3), dtype=np.uint8
     )
-    crop, _, flipped = MultiCropTransform(28, 0, 14, config)(image, np.random.default_rng(0))
+    config = dataclasses.replace(
+        AugmentationConfig.none(),
+        global_crop_scale=(1.0, 1.0),
+        crop_aspect_ratio=(1.0, 1.0),
+        **changes,
+    )
+    crop, _, flipped = MultiCropTransform(28, 0, 14, config)(
+        image, np.random.default_rng(0)
+    )
     values = image / 255.0
     if name == "grayscale_probability":
         np.testing.assert_allclose(crop[..., 0], crop[..., 1])
@@ -152,7 +183,10 @@ def test_eval_transform_centre_crop():
 
 
 def test_swap_left_right():
-    assert swap_left_right("top left, Right side, leftover") == "top right, Left side, leftover"
+    assert (
+        swap_left_right("top left, Right side, leftover")
+        == "top right, Left side, leftover"
+    )
 
 
 def test_config_validation():
