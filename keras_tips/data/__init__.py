@@ -8,7 +8,6 @@ Public API:
     EvalTransform, SentencePieceTextTokenizer.
 """
 
-from keras_tips.data.convert import write_array_record
 from keras_tips.data.masking import PatchMaskConfig
 from keras_tips.data.masking import PatchMasker
 from keras_tips.data.masking import block_patch_mask
@@ -26,6 +25,7 @@ from keras_tips.data.shapes import ZERO_SHOT_TEMPLATES
 from keras_tips.data.shapes import ShapesDataset
 from keras_tips.data.shapes import write_shapes_jsonl
 from keras_tips.data.shapes import zero_shot_prompts
+from keras_tips.data.shards import write_array_record
 from keras_tips.data.sources import ArrayRecordImageTextSource
 from keras_tips.data.sources import InMemoryImageTextSource
 from keras_tips.data.sources import JsonlImageTextSource

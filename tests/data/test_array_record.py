@@ -167,7 +167,6 @@ def test_sources_survive_the_trip_to_worker_processes(
         assert copy[1] == source[1]
 
 
-@pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWarning")
 def test_command_line(bad_records_dir, tmp_path, capsys, monkeypatch):
     storable = (
         bad_records_dir["num_lines"] - 3
