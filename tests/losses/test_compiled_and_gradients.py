@@ -167,3 +167,30 @@ def test_torch_gradients_are_finite():
     assert torch.isfinite(student.grad).all()
     assert float(images.grad[1].abs().sum()) > 0  # KoLeo still reaches row 1
     np.testing.assert_array_equal(student.grad.numpy()[~x["patch_mask"]], 0.0)
+
+
+@jax_only
+def test_jax_batch_sharded_inputs_give_global_results():
+    """Sums over the batch axis of sharded arrays are global under jax.jit
+    (what keras.distribution data parallelism relies on)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.losses.spmd_worker"],
+        cwd=root,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    values = json.loads(result.stdout.strip().splitlines()[-1])
+    for name, single in values["single"].items():
+        np.testing.assert_allclose(
+            values["sharded"][name], single, rtol=1e-5, atol=1e-6, err_msg=name
+        )
+    np.testing.assert_allclose(sum(values["single"]["sinkhorn_column_mass"]), 8.0, rtol=1e-5)

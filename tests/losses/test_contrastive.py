@@ -137,7 +137,7 @@ def test_low_precision_inputs_give_float32():
     np.testing.assert_allclose(float(keras.ops.convert_to_numpy(loss)), ref_loss, rtol=5e-2)
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(
     batch=st.integers(1, 6),
     seed=st.integers(0, 2**16),
