@@ -200,6 +200,8 @@ def test_command_line(bad_records_dir, tmp_path, capsys, monkeypatch):
         "--quiet",
     ]
     monkeypatch.setattr(sys, "argv", argv)
+    # As in a fresh interpreter: the module is not imported yet.
+    monkeypatch.delitem(sys.modules, "keras_tips.data.convert")
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_module("keras_tips.data.convert", run_name="__main__")
     assert exit_info.value.code == 0
