@@ -49,7 +49,9 @@ def clip_temperature(temperature, min_temperature=1e-3, max_temperature=0.5):
     )
 
 
-def temperature_from_log(log_temperature, min_temperature=1e-3, max_temperature=0.5):
+def temperature_from_log(
+    log_temperature, min_temperature=1e-3, max_temperature=0.5
+):
     """The temperature `exp(log_temperature)`, clipped.
 
     A learnable temperature is best stored as its logarithm (the update is
@@ -63,7 +65,9 @@ def temperature_from_log(log_temperature, min_temperature=1e-3, max_temperature=
     )
 
 
-def contrastive_loss(image_embeddings, text_embeddings, temperature, valid_mask=None):
+def contrastive_loss(
+    image_embeddings, text_embeddings, temperature, valid_mask=None
+):
     """Symmetric InfoNCE loss between paired image and text embeddings.
 
     Args:
@@ -101,9 +105,12 @@ def contrastive_loss(image_embeddings, text_embeddings, temperature, valid_mask=
         nll = -ops.diagonal(log_probs)
         return ops.sum(ops.where(valid, nll, 0.0)) / denominator
 
-    loss = 0.5 * (direction_loss(masked) + direction_loss(ops.transpose(masked)))
+    loss = 0.5 * (
+        direction_loss(masked) + direction_loss(ops.transpose(masked))
+    )
 
     predicted = ops.cast(ops.argmax(masked, axis=-1), "float32")
-    correct = ops.logical_and(ops.equal(predicted, arange_like(valid_float)), valid)
+    own = ops.equal(predicted, arange_like(valid_float))
+    correct = ops.logical_and(own, valid)
     accuracy = ops.sum(ops.cast(correct, "float32")) / denominator
     return loss, accuracy

@@ -39,7 +39,8 @@ def dino_cross_entropy(student_logits, teacher_probs, student_temperature):
         student_temperature, "float32"
     )
     targets = ops.stop_gradient(ops.cast(teacher_probs, "float32"))
-    cross_entropy = -ops.sum(targets * ops.log_softmax(logits, axis=-1), axis=-1)
+    log_probs = ops.log_softmax(logits, axis=-1)
+    cross_entropy = -ops.sum(targets * log_probs, axis=-1)
     return ops.mean(cross_entropy)
 
 
@@ -75,7 +76,8 @@ def centered_teacher_probs(teacher_logits, center, teacher_temperature):
         float32 (..., K) probabilities.
     """
     logits = ops.cast(teacher_logits, "float32") - ops.cast(center, "float32")
-    probs = ops.softmax(logits / ops.cast(teacher_temperature, "float32"), axis=-1)
+    temperature = ops.cast(teacher_temperature, "float32")
+    probs = ops.softmax(logits / temperature, axis=-1)
     return ops.stop_gradient(probs)
 
 
@@ -99,7 +101,8 @@ def updated_center(center, teacher_logits, momentum):
     batch_mean = ops.mean(ops.reshape(logits, (-1, num_prototypes)), axis=0)
     batch_mean = ops.reshape(batch_mean, tuple(center.shape))
     momentum = ops.cast(momentum, "float32")
-    return momentum * ops.cast(center, "float32") + (1.0 - momentum) * batch_mean
+    center = ops.cast(center, "float32")
+    return momentum * center + (1.0 - momentum) * batch_mean
 
 
 def sinkhorn_knopp_teacher_probs(

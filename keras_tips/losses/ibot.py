@@ -52,13 +52,13 @@ def ibot_patch_loss(
         student_temperature, "float32"
     )
     targets = ops.stop_gradient(ops.cast(teacher_patch_probs, "float32"))
-    cross_entropy = -ops.sum(targets * ops.log_softmax(logits, axis=-1), axis=-1)
+    log_probs = ops.log_softmax(logits, axis=-1)
+    cross_entropy = -ops.sum(targets * log_probs, axis=-1)
     mask = ops.cast(patch_mask, "bool")
     mask_float = ops.cast(mask, "float32")
     num_masked = ops.sum(mask_float, axis=-1)  # (B,)
-    per_image = ops.sum(ops.where(mask, cross_entropy, 0.0), axis=-1) / ops.maximum(
-        num_masked, 1.0
-    )
+    masked_sum = ops.sum(ops.where(mask, cross_entropy, 0.0), axis=-1)
+    per_image = masked_sum / ops.maximum(num_masked, 1.0)
     if average_over == "all_images":
         num_images = ops.sum(ops.ones_like(num_masked))
     else:

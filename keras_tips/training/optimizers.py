@@ -95,10 +95,14 @@ class TIPSAdamW(keras.optimizers.AdamW):
 
     Example:
     ```python
+    schedule = WarmupCosineDecay(1e-3, total_steps=1000, warmup_steps=100)
     optimizer = TIPSAdamW(
-        learning_rate=WarmupCosineDecay(1e-3, total_steps=1000, warmup_steps=100),
-        weight_decay=0.04, final_weight_decay=0.2, weight_decay_steps=1000,
-        layer_decay=0.9, global_clipnorm=3.0,
+        learning_rate=schedule,
+        weight_decay=0.04,
+        final_weight_decay=0.2,
+        weight_decay_steps=1000,
+        layer_decay=0.9,
+        global_clipnorm=3.0,
     )
     ```
     """
@@ -138,18 +142,17 @@ class TIPSAdamW(keras.optimizers.AdamW):
         self.embedding_pattern = embedding_pattern
         self.no_weight_decay_names = tuple(no_weight_decay_names or ())
         if self.no_weight_decay_names:
-            self.exclude_from_weight_decay(var_names=list(self.no_weight_decay_names))
+            self.exclude_from_weight_decay(
+                var_names=list(self.no_weight_decay_names)
+            )
         self._lr_multipliers = []
 
     def build(self, var_list):
         super().build(var_list)
         num_layers = self.num_layers
         if num_layers is None:
-            indices = [
-                int(match.group(1))
-                for match in (re.search(self.layer_pattern, v.path) for v in var_list)
-                if match is not None
-            ]
+            matches = [re.search(self.layer_pattern, v.path) for v in var_list]
+            indices = [int(m.group(1)) for m in matches if m is not None]
             num_layers = max(indices) + 1 if indices else 0
         self._resolved_num_layers = num_layers
         self._lr_multipliers = [
@@ -195,7 +198,8 @@ class TIPSAdamW(keras.optimizers.AdamW):
             if not self._use_weight_decay(variable):
                 continue
             factor = learning_rate * weight_decay * self.lr_multiplier(variable)
-            variable.assign(variable - variable * ops.cast(factor, variable.dtype))
+            factor = ops.cast(factor, variable.dtype)
+            variable.assign(variable - variable * factor)
 
     def get_config(self):
         config = super().get_config()
