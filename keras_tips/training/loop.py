@@ -1,0 +1,224 @@
+"""`pretrain`: a whole, resumable TIPS pretraining run from a recipe.
+
+files -> grain pipeline -> `TIPSPretrainer.fit` -> atomic checkpoints ->
+exported `TIPSModel` preset. Each "epoch" of `fit` is one checkpoint interval;
+a run that is killed and started again with the same command restores the
+latest complete checkpoint (weights, teacher, centres, optimizer, step) and
+the data iterator state, and continues on the next unseen batch.
+"""
+
+import dataclasses
+import json
+import logging
+import os
+
+import keras
+
+from keras_tips.training.checkpoint import PeriodicCheckpoint
+from keras_tips.training.checkpoint import StopOnNonFiniteLoss
+from keras_tips.training.checkpoint import restore_checkpoint
+
+logger = logging.getLogger(__name__)
+
+HISTORY_FILE = "history.jsonl"
+
+
+def set_distribution(spec):
+    """Applies a `TrainConfig.distribution` string."""
+    from keras_tips.training import distribution
+
+    if spec in (None, "", "none"):
+        return None
+    if spec == "data_parallel":
+        dist = distribution.data_parallel()
+    elif spec.startswith("model_parallel:"):
+        dist = distribution.model_parallel(int(spec.split(":", 1)[1]))
+    else:
+        raise ValueError(
+            "train.distribution must be 'none', 'data_parallel' or "
+            f"'model_parallel:N'; received {spec!r}."
+        )
+    keras.distribution.set_distribution(dist)
+    return dist
+
+
+def build_tokenizer(recipe, output_dir):
+    """The recipe's tokenizer; for shapes, a vocabulary built on first use."""
+    from keras_tips.data.vocabulary import shapes_vocabulary
+    from keras_tips.models.tips_tokenizer import TIPSTokenizer
+
+    data = recipe.data
+    if data.tokenizer:
+        proto = data.tokenizer
+    else:
+        proto = shapes_vocabulary(
+            os.path.join(output_dir, "vocabulary.spm"), seed=data.seed
+        )
+    return TIPSTokenizer(proto=proto, sequence_length=data.sequence_length)
+
+
+def build_source(data):
+    """The recipe's random-access source of image-caption records."""
+    if data.source == "shapes":
+        from keras_tips.data.shapes import ShapesDataset
+
+        dataset = ShapesDataset(
+            "train", data.num_examples, data.image_size, seed=data.seed
+        )
+        return dataset.image_text_source()
+    if data.source == "jsonl":
+        from keras_tips.data.sources import JsonlImageTextSource
+
+        return JsonlImageTextSource(data.path)
+    from keras_tips.data.sources import ArrayRecordImageTextSource
+
+    return ArrayRecordImageTextSource(data.path)
+
+
+def build_pretrainer(recipe, vocabulary_size):
+    """Student backbone + TIPSPretrainer + compiled optimizer."""
+    from keras_tips.models.tips_backbone import TIPSBackbone
+    from keras_tips.models.tips_text_encoder import TIPSTextEncoder
+    from keras_tips.models.tips_vision_encoder import TIPSVisionEncoder
+    from keras_tips.training.optimizers import build_optimizer
+    from keras_tips.training.pretrainer import TIPSPretrainer
+
+    model = recipe.model
+    text = dict(model.text, vocabulary_size=vocabulary_size)
+    backbone = TIPSBackbone(
+        TIPSVisionEncoder(**model.vision, name="vision_encoder"),
+        TIPSTextEncoder(**text, name="text_encoder"),
+        temperature=model.temperature,
+        dtype=model.dtype,
+    )
+    pretrainer = TIPSPretrainer(
+        backbone,
+        total_steps=recipe.train.total_steps,
+        **dataclasses.asdict(recipe.objective),
+    )
+    optimizer = build_optimizer(
+        recipe.optimizer, total_steps=recipe.train.total_steps
+    )
+    pretrainer.compile(optimizer=optimizer, jit_compile=recipe.train.jit_compile)
+    return pretrainer
+
+
+class _TrackedBatches:
+    """Feeds pipeline batches to `fit` and remembers, for every step, the
+    pipeline state from which that step's batch is read.
+
+    Keras may read a batch or two ahead of the step it trains; saving the
+    state recorded *for the step* (not the pipeline's current state) makes a
+    resumed run continue on the first batch that was not trained on.
+    """
+
+    def __init__(self, pipeline, first_step):
+        self.pipeline = pipeline
+        self.next_step = first_step
+        self.states = {}
+
+    def __iter__(self):
+        while True:
+            self.states[self.next_step] = self.pipeline.get_state()
+            batch = next(self.pipeline)
+            self.next_step += 1
+            yield (batch,)
+
+    def state_for(self, step):
+        if step not in self.states:
+            # Nothing was read ahead: the pipeline stands at that batch.
+            if step != self.next_step:
+                raise RuntimeError(
+                    f"No data state recorded for step {step} (next batch "
+                    f"to read is {self.next_step})."
+                )
+            self.states[step] = self.pipeline.get_state()
+        state = self.states[step]
+        for old in [s for s in self.states if s < step]:
+            del self.states[old]
+        return state
+
+
+class _HistoryWriter(keras.callbacks.Callback):
+    """Appends each interval's logs to history.jsonl (survives resumes)."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = int(keras.ops.convert_to_numpy(self.model.step_counter))
+        record = {"step": step, **{k: float(v) for k, v in (logs or {}).items()}}
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def read_history(output_dir):
+    """The logged metrics of a run: a list of dicts, one per interval."""
+    path = os.path.join(output_dir, HISTORY_FILE)
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def pretrain(recipe, output_dir, verbose="auto"):
+    """Runs (or resumes) a pretraining recipe and exports the student.
+
+    Args:
+        recipe: a validated `PretrainRecipe`.
+        output_dir: str. Receives `checkpoints/`, `history.jsonl`,
+            `recipe.json` and, at the end, the student preset in `preset/`.
+        verbose: `fit` verbosity.
+
+    Returns:
+        The trained `TIPSPretrainer`.
+    """
+    from keras_tips.data.pipeline import PretrainingPipeline
+    from keras_tips.models.tips_image_converter import TIPSImageConverter
+    from keras_tips.models.tips_preprocessor import TIPSPreprocessor
+
+    recipe.validate()
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, "recipe.json"), "w", encoding="utf-8") as f:
+        json.dump(recipe.to_dict(), f, indent=1, default=str)
+    keras.utils.set_random_seed(recipe.train.seed)
+    set_distribution(recipe.train.distribution)
+    tokenizer = build_tokenizer(recipe, output_dir)
+    pretrainer = build_pretrainer(recipe, tokenizer.vocabulary_size())
+    checkpoints = os.path.join(output_dir, "checkpoints")
+    state = restore_checkpoint(pretrainer, checkpoints)
+    step = 0 if state is None else int(state["step"])
+    interval = recipe.train.steps_per_checkpoint
+    if step % interval:
+        raise ValueError(f"Checkpoint step {step} is not a multiple of {interval}.")
+    pipeline_config = dataclasses.replace(recipe.data.pipeline, seed=recipe.train.seed)
+    pipeline = PretrainingPipeline(
+        build_source(recipe.data), pipeline_config, tokenizer.tokenize_numpy
+    )
+    try:
+        if state is not None:
+            pipeline.set_state(state["extra"]["data"])
+            logger.info("Resumed from step %d.", step)
+        if step < recipe.train.total_steps:
+            batches = _TrackedBatches(pipeline, step)
+            pretrainer.fit(
+                iter(batches),
+                steps_per_epoch=interval,
+                epochs=recipe.train.total_steps // interval,
+                initial_epoch=step // interval,
+                verbose=verbose,
+                callbacks=[
+                    StopOnNonFiniteLoss(),
+                    PeriodicCheckpoint(
+                        checkpoints, lambda s: {"data": batches.state_for(s)}
+                    ),
+                    _HistoryWriter(os.path.join(output_dir, HISTORY_FILE)),
+                ],
+            )
+    finally:
+        pipeline.close()
+    size = recipe.data.pipeline.global_image_size
+    preprocessor = TIPSPreprocessor(tokenizer, TIPSImageConverter((size, size)))
+    pretrainer.export_student(os.path.join(output_dir, "preset"), preprocessor)
+    return pretrainer
