@@ -147,15 +147,20 @@ def build_parser():
         description="TIPS image-text models for Keras 3 (JAX, TensorFlow, PyTorch).",
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
+    from keras_tips.cli.demo import add_demo
+    from keras_tips.cli.evaluate import add_evaluate
+    from keras_tips.cli.pretrain import add_ablation
+    from keras_tips.cli.pretrain import add_pretrain
+    from keras_tips.cli.show import add_show
+
     _add_convert(subparsers)
+    add_pretrain(subparsers)
+    add_ablation(subparsers)
+    add_evaluate(subparsers)
     _add_embed(subparsers)
-    for register in _EXTRA_VERBS:
-        register(subparsers)
+    add_show(subparsers)
+    add_demo(subparsers)
     return parser
-
-
-# Verbs defined in other modules register themselves here.
-_EXTRA_VERBS = []
 
 
 def main(argv=None):
