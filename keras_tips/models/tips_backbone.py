@@ -5,6 +5,10 @@ from keras_hub.models import Backbone
 
 from keras_tips.layers.contrastive_head import ContrastiveHead
 
+# The towers are deserialised from the backbone's config: register them.
+from keras_tips.models import tips_text_encoder  # noqa: F401
+from keras_tips.models import tips_vision_encoder  # noqa: F401
+
 
 @keras.saving.register_keras_serializable(package="keras_tips")
 class TIPSBackbone(Backbone):
