@@ -23,7 +23,7 @@ def add_demo(subparsers):
     parser.add_argument("--recipe", default=None, help="recipe file (default: recipes/tiny_shapes.py)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="recipe override, e.g. --set train.total_steps=100")
-    parser.add_argument("--num-test", type=int, default=300)
+    parser.add_argument("--num-test", type=int, default=300, help="test scenes evaluated")
     parser.set_defaults(run=run_demo)
 
 

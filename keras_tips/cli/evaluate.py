@@ -21,7 +21,8 @@ def add_evaluate(subparsers):
     parser.add_argument("--num-train", type=int, default=400, help="validation scenes for probes / k-NN")
     parser.add_argument("--num-test", type=int, default=300, help="test scenes scored")
     parser.add_argument("--image-size", type=int, default=56, help="scene size (multiple of 14)")
-    parser.add_argument("--probe-epochs", type=int, default=30)
+    parser.add_argument("--probe-epochs", type=int, default=30,
+                        help="epochs of the linear segmentation probe")
     parser.set_defaults(run=run_evaluate)
 
 

@@ -82,7 +82,7 @@ def _add_embed(subparsers):
     source.add_argument("--images", help="folder of images")
     source.add_argument("--texts", help="UTF-8 text file, one text per line")
     parser.add_argument("--output", required=True, help="output path prefix")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=16, help="inputs per forward pass")
     parser.add_argument("--image-size", type=int, default=None,
                         help="resize to this size instead of the preset's")
     parser.set_defaults(run=_run_embed)

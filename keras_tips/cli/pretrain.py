@@ -62,7 +62,10 @@ def add_ablation(subparsers):
     )
     parser.add_argument("--recipe", default="recipes/tiny_shapes.py", help="base recipe file")
     parser.add_argument("--output", required=True, help="directory of the four runs")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a field of the base recipe for all four runs (repeatable)",
+    )
     parser.set_defaults(run=run_ablation)
 
 

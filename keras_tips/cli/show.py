@@ -24,7 +24,7 @@ def add_show(subparsers):
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--images", help="folder of images")
     source.add_argument("--photos", action="store_true", help="scikit-image's photographs")
-    parser.add_argument("--num-images", type=int, default=6)
+    parser.add_argument("--num-images", type=int, default=6, help="images to draw")
     parser.add_argument("--image-size", type=int, default=None,
                         help="side to resize to (default: the preset's; 112 for shapes)")
     parser.add_argument("--query", default="a red circle", help="text for the similarity map")

@@ -1,0 +1,59 @@
+"""The keras-tips command line: complete help, clear errors, conversion."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from keras_tips.cli.main import build_parser
+from tests.conftest import reference_dir
+
+VERBS = ("convert", "pretrain", "ablation", "evaluate", "embed", "show", "demo")
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_every_verb_has_complete_help(verb, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([verb, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert f"keras-tips {verb}" in text
+    for action in build_parser()._subparsers._group_actions[0].choices[verb]._actions:
+        if action.option_strings and action.dest != "help":
+            assert action.help, f"{verb} {action.option_strings} has no help"
+
+
+def _run(*args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run(
+        [sys.executable, "-m", "keras_tips.cli", *args],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+
+
+def test_convert_then_embed(tmp_path):
+    tiny = reference_dir("tips_tiny")
+    result = _run(
+        "convert", "--vision", f"{tiny}/vision.npz", "--text", f"{tiny}/text.npz",
+        "--tokenizer", f"{tiny}/tokenizer.model", "--output", str(tmp_path / "preset"),
+        "--image-size", "56", "--vision-num-heads", "4", "--text-num-heads", "4",
+        "--max-sequence-length", "16",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "139,328 parameters" in result.stdout
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a photo of a cat\ntwo cows\n", encoding="utf-8")
+    result = _run("embed", "--preset", str(tmp_path / "preset"), "--texts", str(texts),
+                  "--output", str(tmp_path / "emb"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert np.load(tmp_path / "emb.npy").shape == (2, 64)
+
+
+def test_clear_error_and_exit_code(tmp_path):
+    result = _run("convert", "--vision", str(tmp_path / "missing.npz"), "--text", "x",
+                  "--tokenizer", "y", "--output", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr

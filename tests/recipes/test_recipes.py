@@ -1,0 +1,133 @@
+"""Recipes load, validate, override, and run end to end at reduced size."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from keras_tips.cli.pretrain import ablation_recipes
+from keras_tips.training.recipe import apply_overrides
+from keras_tips.training.recipe import load_recipe
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TINY = os.path.join(ROOT, "recipes", "tiny_shapes.py")
+B14 = os.path.join(ROOT, "recipes", "tips_b14_webli.py")
+
+# A small model and data set: the demo recipe's structure at test size.
+SMALL = [
+    "model.vision.num_layers=1",
+    "model.text.num_layers=1",
+    "objective.num_prototypes=64",
+    "objective.head_hidden_dim=32",
+    "objective.head_bottleneck_dim=16",
+    "objective.teacher_temperature_warmup_steps=0",
+    "data.num_examples=64",
+    "data.pipeline.batch_size=8",
+    "optimizer.warmup_steps=0",
+    "train.total_steps=6",
+    "train.steps_per_checkpoint=3",
+    "evaluation.num_train=40",
+    "evaluation.num_test=30",
+    "evaluation.probe_epochs=1",
+]
+
+
+def test_overrides_and_validation():
+    recipe = load_recipe(TINY, ["train.total_steps=200", "data.pipeline.batch_size=16",
+                                "objective.teacher_momentum=(0.9, 1.0)"])
+    assert recipe.train.total_steps == 200
+    assert recipe.data.pipeline.batch_size == 16
+    assert recipe.objective.teacher_momentum == (0.9, 1.0)
+    with pytest.raises(ValueError, match="Unknown recipe field 'train.nope'"):
+        apply_overrides(recipe, ["train.nope=1"])
+    with pytest.raises(ValueError, match="key=value"):
+        apply_overrides(recipe, ["train.total_steps"])
+    with pytest.raises(ValueError, match="must divide"):
+        load_recipe(TINY, ["train.total_steps=250"])
+    with pytest.raises(ValueError, match="needs data.path"):
+        load_recipe(B14)
+    with pytest.raises(FileNotFoundError):
+        load_recipe("recipes/none.py")
+
+
+def test_ablation_variants():
+    variants = ablation_recipes(load_recipe(TINY))
+    assert list(variants) == ["clip_web", "+synthetic", "+distill", "+mask (TIPS)"]
+    flags = [
+        (r.objective.use_synthetic_captions, r.objective.distill_weight > 0, r.objective.mask_weight > 0)
+        for r in variants.values()
+    ]
+    assert flags == [(False, False, False), (True, False, False), (True, True, False), (True, True, True)]
+
+
+def _cli(args, cwd, timeout=1200):
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_tips.cli", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result.stdout
+
+
+def test_demo_runs_end_to_end_at_reduced_size(tmp_path):
+    output = tmp_path / "demo"
+    args = ["demo", "--output", str(output), "--recipe", TINY, "--num-test", "30"]
+    for override in SMALL:
+        args += ["--set", override]
+    stdout = _cli(args, ROOT)
+    assert "zero-shot:" in stdout
+    table = (output / "results.md").read_text()
+    assert "zero_shot/cls_1/top1" in table and "segmentation_probe/miou" in table
+    results = json.loads((output / "results.json").read_text())
+    assert 0.0 <= results["zero_shot/cls_1/top1"] <= 1.0
+    for picture in ("pca.png", "similarity.png", "zero_shot_segmentation.png", "curves.png"):
+        assert (output / "pictures" / picture).stat().st_size > 1000, picture
+    assert (output / "preset" / "model.weights.h5").exists()
+    history = [json.loads(l) for l in (output / "history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == [3, 6]
+
+
+def test_b14_recipe_smoke_at_reduced_size(tmp_path):
+    """The paper-scale recipe's objective, optimizer, bf16 and data-parallel
+    settings run for a few steps on tiny random data (sizes shrunk)."""
+    from keras_tips.data.shapes import write_shapes_jsonl
+    from keras_tips.training.loop import pretrain
+
+    write_shapes_jsonl(str(tmp_path / "data"), num_examples=16, image_size=56)
+    index = next(p for p in (tmp_path / "data").iterdir() if p.suffix == ".jsonl")
+    recipe = load_recipe(B14, [
+        "data.source='jsonl'",
+        f"data.path='{index}'",
+        f"data.tokenizer='{ROOT}/tests/testdata/tips_tiny/tokenizer.model'",
+        "data.sequence_length=16",
+        "data.pipeline.batch_size=4",
+        "data.pipeline.global_image_size=56",
+        "data.pipeline.local_crop_count=2",
+        "data.pipeline.local_image_size=28",
+        "data.pipeline.worker_count=0",
+        "model.vision.hidden_dim=64",
+        "model.vision.num_heads=2",
+        "model.vision.num_layers=1",
+        "model.vision.intermediate_dim=128",
+        "model.vision.position_grid_size=4",
+        "model.text.hidden_dim=64",
+        "model.text.num_heads=2",
+        "model.text.num_layers=1",
+        "model.text.intermediate_dim=128",
+        "model.text.max_sequence_length=16",
+        "objective.num_prototypes=128",
+        "objective.head_hidden_dim=64",
+        "objective.head_bottleneck_dim=32",
+        "optimizer.warmup_steps=1",
+        "train.total_steps=2",
+        "train.steps_per_checkpoint=1",
+        "train.jit_compile='auto'",
+    ])
+    assert recipe.model.dtype == "mixed_bfloat16"
+    assert recipe.data.pipeline.mask_mode == "block"
+    pretrainer = pretrain(recipe, str(tmp_path / "run"), verbose=0)
+    assert int(pretrainer.step_counter.numpy()) == 2
+    assert (tmp_path / "run" / "preset" / "config.json").exists()
