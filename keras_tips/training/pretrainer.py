@@ -250,6 +250,17 @@ class TIPSPretrainer(keras.Model):
             sum), accuracies, temperatures and schedule values.
         """
         _check_batch(batch, self.use_synthetic_captions)
+        if self.distill_weight > 0 and "local_images" not in batch:
+            raise ValueError(
+                "Self-distillation needs local crops: the batch has no "
+                "'local_images'. Set the pipeline's local_crop_count > 0, or "
+                "distill_weight=0."
+            )
+        if self.mask_weight > 0 and "patch_mask" not in batch:
+            raise ValueError(
+                "Masked image modelling needs a 'patch_mask' in the batch; "
+                "or set mask_weight=0."
+            )
         student = self.backbone.vision_encoder
         text_encoder = self.backbone.text_encoder
         head = self.backbone.contrastive_head
@@ -312,7 +323,7 @@ class TIPSPretrainer(keras.Model):
         if self.uses_teacher:
             teacher_outputs = self.teacher_vision_encoder(images, training=False)
             teacher_dino, teacher_ibot = self._teacher_heads_of()
-            if self.distill_weight > 0 and "local_images" in batch:
+            if self.distill_weight > 0:
                 teacher_probs = self._teacher_probs(
                     teacher_dino(teacher_outputs["cls_1"]),
                     self.dino_center,
@@ -334,7 +345,7 @@ class TIPSPretrainer(keras.Model):
                     ops.expand_dims(teacher_probs, 1),
                     self.student_temperature,
                 )
-            if self.mask_weight > 0 and patch_mask is not None:
+            if self.mask_weight > 0:
                 teacher_patch_probs = self._teacher_probs(
                     teacher_ibot(teacher_outputs["patches"]),
                     self.ibot_center,

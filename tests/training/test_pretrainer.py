@@ -126,6 +126,13 @@ def test_bad_batches_get_clear_errors():
         pretrainer(batch)
     with pytest.raises(ValueError, match="dict"):
         pretrainer(np.zeros((2, 56, 56, 3)))
+    no_local = random_batch(local=0)
+    with pytest.raises(ValueError, match="local_crop_count"):
+        pretrainer(no_local)
+    no_mask = random_batch()
+    del no_mask["patch_mask"]
+    with pytest.raises(ValueError, match="patch_mask"):
+        pretrainer(no_mask)
     with pytest.raises(ValueError, match="caption_weighting"):
         tiny_pretrainer(caption_weighting="sometimes")
 
