@@ -3,6 +3,9 @@
 import keras
 from keras import ops
 
+from keras_tips.layers.mlp import torch_inference_kernels
+from keras_tips.layers.mlp import torch_linear
+
 
 @keras.saving.register_keras_serializable(package="keras_tips")
 class FusedQKVAttention(keras.layers.Layer):
@@ -12,6 +15,10 @@ class FusedQKVAttention(keras.layers.Layer):
     checkpoints (`attn.qkv` in the image tower, `in_proj_weight` in the text
     tower) and faster. The attention itself is `keras.ops.dot_product_attention`,
     which dispatches to the backend's fused / flash kernel where one exists.
+    For PyTorch inference on the CPU the layer has a fused path (see
+    `keras_tips.layers.mlp.torch_inference_kernels`) that hands strided
+    views of the qkv projection straight to
+    `torch.nn.functional.scaled_dot_product_attention`, with no copies.
 
     Args:
         num_heads: int. Number of attention heads; must divide the width.
@@ -65,6 +72,10 @@ class FusedQKVAttention(keras.layers.Layer):
                 the output is the projected value embedding; dense zero-shot
                 maps read this from the last block.
         """
+        if torch_inference_kernels(inputs, self):
+            return self.torch_inference_call(
+                inputs, key_padding_mask, value_only
+            )
         batch, length = ops.shape(inputs)[0], ops.shape(inputs)[1]
         qkv = ops.reshape(
             self.qkv(inputs),
@@ -90,6 +101,36 @@ class FusedQKVAttention(keras.layers.Layer):
             attended, (batch, length, self.num_heads * self.head_dim)
         )
         return self.proj(attended)
+
+    def torch_inference_call(
+        self, inputs, key_padding_mask=None, value_only=False
+    ):
+        """The fused PyTorch inference path of `call` (same arguments)."""
+        import torch
+
+        batch, length, width = inputs.shape
+        qkv = torch_linear(self.qkv, inputs).view(
+            batch, length, 3, self.num_heads, self.head_dim
+        )
+        if value_only:
+            return torch_linear(self.proj, qkv[:, :, 2].reshape(inputs.shape))
+        # (3, B, heads, T, head_dim) views: no copy.
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        mask = None
+        if key_padding_mask is not None:
+            mask = torch.as_tensor(
+                key_padding_mask, dtype=torch.bool, device=inputs.device
+            )
+            # As in `call`: an all-padding text attends everywhere.
+            mask = mask | ~mask.any(dim=-1, keepdim=True)
+            mask = mask[:, None, None, :]
+        attended = torch.nn.functional.scaled_dot_product_attention(
+            query, key, value, attn_mask=mask
+        )
+        # (B, heads, T, head_dim) -> (B, T, width); the CPU flash kernel
+        # already lays its output out as (B, T, heads, head_dim).
+        attended = attended.transpose(1, 2).reshape(batch, length, width)
+        return torch_linear(self.proj, attended)
 
     def compute_output_shape(self, input_shape):
         return input_shape

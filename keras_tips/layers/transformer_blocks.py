@@ -7,6 +7,7 @@ from keras_tips.layers.drop_path import DropPath
 from keras_tips.layers.layer_scale import LayerScale
 from keras_tips.layers.mlp import MLP
 from keras_tips.layers.mlp import FusedSwiGLU
+from keras_tips.layers.mlp import torch_inference_kernels
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
@@ -82,12 +83,28 @@ class VisionTransformerBlock(keras.layers.Layer):
             layer.build(input_shape)
 
     def call(self, inputs, training=None, value_only=False):
+        if not training and torch_inference_kernels(inputs, self):
+            return self.torch_inference_call(inputs, value_only)
         attended = self.attention(self.norm1(inputs), value_only=value_only)
         x = inputs + self.drop_path(self.layer_scale1(attended), training=training)
         x = x + self.drop_path(
             self.layer_scale2(self.ffn(self.norm2(x))), training=training
         )
         return x
+
+    def torch_inference_call(self, inputs, value_only=False):
+        """The block in fused PyTorch ops (inference only; see
+        `keras_tips.layers.mlp.torch_inference_kernels`): LayerNorm, the
+        attention and feed-forward paths and `x + gamma * branch` (one
+        `addcmul`) without a Keras layer call or op in between."""
+        import torch
+
+        attended = self.attention.torch_inference_call(
+            _torch_layer_norm(self.norm1, inputs), value_only=value_only
+        )
+        x = torch.addcmul(inputs, attended, self.layer_scale1.gamma.value)
+        hidden = self.ffn.torch_inference_call(_torch_layer_norm(self.norm2, x))
+        return torch.addcmul(x, hidden, self.layer_scale2.gamma.value)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -168,3 +185,16 @@ class TextTransformerBlock(keras.layers.Layer):
             }
         )
         return config
+
+
+def _torch_layer_norm(layer, x):
+    """A Keras `LayerNormalization` over the last axis, as one torch call."""
+    import torch
+
+    return torch.nn.functional.layer_norm(
+        x,
+        (x.shape[-1],),
+        layer.gamma.value if layer.scale else None,
+        layer.beta.value if layer.center else None,
+        layer.epsilon,
+    )
