@@ -57,9 +57,9 @@ class TIPSPretrainer(keras.Model):
     `L_distill` is DINO self-distillation of CLS1: the student's local crops
     against the teacher's global crop; `L_mask` is the iBOT loss on the
     patch tokens the student saw masked (the teacher sees the unmasked crop).
-    The student's masked global crop also feeds the contrastive loss, so one
-    student pass serves both (set `"patch_mask"` all False for unmasked
-    contrastive images).
+    By default the contrastive loss sees the unmasked global crop (so a caption
+    never describes an object the student cannot see); `contrastive_view=
+    "masked"` reuses the masked pass instead, saving one student forward.
 
     The teacher (image tower + heads) is an exponential moving average of the
     student, never touched by the optimizer. It is updated at the start of
@@ -90,6 +90,10 @@ class TIPSPretrainer(keras.Model):
         student_temperature: float (0.1).
         center_momentum: float (0.9).
         centering: `"centering"` (momentum centre) or `"sinkhorn_knopp"`.
+        contrastive_view: `"unmasked"`: the contrastive loss sees the whole
+            global crop (one more student pass when a patch mask is given);
+            `"masked"`: it reuses the masked pass of the iBOT loss (cheaper,
+            but a masked-out object can contradict its caption).
         **kwargs: standard `keras.Model` arguments.
 
     Example:
@@ -121,9 +125,15 @@ class TIPSPretrainer(keras.Model):
         student_temperature=0.1,
         center_momentum=0.9,
         centering="centering",
+        contrastive_view="unmasked",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if contrastive_view not in ("unmasked", "masked"):
+            raise ValueError(
+                "`contrastive_view` must be 'unmasked' or 'masked'; received "
+                f"{contrastive_view!r}."
+            )
         if caption_weighting not in ("available", "fixed"):
             raise ValueError(
                 "`caption_weighting` must be 'available' or 'fixed'; received "
@@ -154,6 +164,7 @@ class TIPSPretrainer(keras.Model):
         self.student_temperature = float(student_temperature)
         self.center_momentum = float(center_momentum)
         self.centering = centering
+        self.contrastive_view = contrastive_view
 
         width = backbone.vision_encoder.hidden_dim
         self.uses_teacher = self.distill_weight > 0 or self.mask_weight > 0
@@ -278,7 +289,11 @@ class TIPSPretrainer(keras.Model):
         images = batch["global_images"]
         batch_size = ops.shape(images)[0]
         patch_mask = batch.get("patch_mask")
-        outputs = student(images, patch_mask=patch_mask, training=training)
+        masked_outputs = student(images, patch_mask=patch_mask, training=training)
+        if self.contrastive_view == "unmasked" and patch_mask is not None:
+            outputs = student(images, training=training)
+        else:
+            outputs = masked_outputs
         terms = {}
 
         # Contrastive: CLS1 <-> web caption, CLS2 <-> synthetic caption.
@@ -352,7 +367,7 @@ class TIPSPretrainer(keras.Model):
                     teacher_temperature,
                 )
                 terms["mask"] = ibot_patch_loss(
-                    self.ibot_head(outputs["patches"]),
+                    self.ibot_head(masked_outputs["patches"]),
                     teacher_patch_probs,
                     patch_mask,
                     self.student_temperature,
@@ -431,6 +446,7 @@ class TIPSPretrainer(keras.Model):
                 "student_temperature": self.student_temperature,
                 "center_momentum": self.center_momentum,
                 "centering": self.centering,
+                "contrastive_view": self.contrastive_view,
             }
         )
         return config

@@ -55,6 +55,7 @@ class ObjectiveConfig:
     student_temperature: float = 0.1
     center_momentum: float = 0.9
     centering: str = "centering"
+    contrastive_view: str = "unmasked"
 
 
 @dataclasses.dataclass
@@ -95,6 +96,15 @@ class TrainConfig:
         distribution: `"none"`, `"data_parallel"` or `"model_parallel:N"`
             (N devices per model replica).
         jit_compile: bool or "auto".
+        nonfinite: what a step with a non-finite loss does. `"stop"`:
+            training stops with a `FloatingPointError` naming the step and
+            the terms (no checkpoint of it is written). `"skip"`: the
+            optimizer update of any step whose gradients are not all finite
+            is not applied (weights, moments and learning-rate schedule stay
+            as they were) and the run goes on; it still stops when a whole
+            checkpoint interval is skipped or when state updated in the
+            forward pass (EMA teacher, centres) becomes non-finite.
+            Checkpoints of one mode do not restore in the other.
     """
 
     total_steps: int = 1000
@@ -102,6 +112,7 @@ class TrainConfig:
     seed: int = 0
     distribution: str = "none"
     jit_compile: object = "auto"
+    nonfinite: str = "stop"
 
 
 @dataclasses.dataclass
@@ -129,6 +140,11 @@ class PretrainRecipe:
             raise ValueError(
                 f"train.steps_per_checkpoint ({self.train.steps_per_checkpoint}) "
                 f"must divide train.total_steps ({self.train.total_steps})."
+            )
+        if self.train.nonfinite not in ("stop", "skip"):
+            raise ValueError(
+                "train.nonfinite must be 'stop' or 'skip'; received "
+                f"{self.train.nonfinite!r}."
             )
         if self.data.source not in ("shapes", "jsonl", "array_record"):
             raise ValueError(
@@ -162,26 +178,34 @@ def apply_overrides(recipe, overrides):
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
             value = text
-        target = recipe
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            target = _child(target, part, key)
-        field = parts[-1]
-        if isinstance(target, dict):
-            target[field] = value
-        elif dataclasses.is_dataclass(target) and hasattr(target, field):
-            setattr(target, field, value)
-        else:
-            raise ValueError(f"Unknown recipe field {key!r}.")
+        _assign(recipe, key.strip().split("."), value, key)
     return recipe
 
 
-def _child(target, part, key):
-    if isinstance(target, dict) and part in target:
-        return target[part]
-    if dataclasses.is_dataclass(target) and hasattr(target, part):
-        return getattr(target, part)
-    raise ValueError(f"Unknown recipe field {key!r}.")
+def _assign(target, parts, value, key):
+    """Sets `parts` (a field path) under `target` to `value`; returns the
+    updated target. Frozen dataclasses (e.g. `PipelineConfig`) are replaced
+    by a changed copy, set in their parent."""
+    field = parts[0]
+    if isinstance(target, dict):
+        if len(parts) > 1 and field not in target:
+            raise ValueError(f"Unknown recipe field {key!r}.")
+        current = target.get(field)
+    elif dataclasses.is_dataclass(target) and field in {
+        f.name for f in dataclasses.fields(target)
+    }:
+        current = getattr(target, field)
+    else:
+        raise ValueError(f"Unknown recipe field {key!r}.")
+    if len(parts) > 1:
+        value = _assign(current, parts[1:], value, key)
+    if isinstance(target, dict):
+        target[field] = value
+        return target
+    if type(target).__dataclass_params__.frozen:
+        return dataclasses.replace(target, **{field: value})
+    setattr(target, field, value)
+    return target
 
 
 def load_recipe(path, overrides=None):
