@@ -150,3 +150,21 @@ def test_config_round_trip():
     config = pretrainer.get_config()
     clone = pretrainer.__class__.from_config(config)
     assert clone.get_config() == config
+
+
+def test_contrastive_view():
+    batch = random_batch(seed=1)
+    other = dict(batch, patch_mask=~batch["patch_mask"])
+    unmasked = tiny_pretrainer()
+    a, b = unmasked(batch), unmasked(other)
+    assert float(keras.ops.convert_to_numpy(a["contrastive_web"])) == pytest.approx(
+        float(keras.ops.convert_to_numpy(b["contrastive_web"])), rel=1e-6
+    )
+    assert float(keras.ops.convert_to_numpy(a["mask"])) != pytest.approx(
+        float(keras.ops.convert_to_numpy(b["mask"])), rel=1e-6
+    )
+    masked = tiny_pretrainer(contrastive_view="masked")
+    a, b = masked(batch), masked(other)
+    assert float(keras.ops.convert_to_numpy(a["contrastive_web"])) != pytest.approx(
+        float(keras.ops.convert_to_numpy(b["contrastive_web"])), rel=1e-6
+    )
