@@ -76,6 +76,9 @@ a cosine schedule from 0.994 to 1.0 over the run. The teacher is never
 touched by the optimizer; it is part of the model's state (saved with the
 checkpoints), and only the student is exported at the end.
 
+An optional KoLeo regulariser on CLS1 (`koleo_weight`, off by default)
+spreads the image embeddings apart, as in DINOv2.
+
 Setting `use_synthetic_captions=False`, `distill_weight=0` or
 `mask_weight=0` switches a term off, which is how the paper's ablation
 (CLIP, + synthetic captions, + self-distillation, + masking) is run
@@ -361,8 +364,9 @@ print(
 )
 
 """
-(After 30 steps the prediction is close to a guess; the `tiny_shapes`
-recipe trains 600 steps and gets well above chance.)
+(After 30 steps the prediction is close to a guess. The `tiny_shapes`
+recipe trains for 600 steps; `keras-tips demo` trains it and reports how far
+above chance it gets.)
 
 ## Recipes and `keras-tips pretrain`
 

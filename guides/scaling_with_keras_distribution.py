@@ -338,11 +338,11 @@ With `keras-tips pretrain`, pass the shard of each host on its command line
 (`--set data.pipeline.shard_index=$HOST --set data.pipeline.shard_count=8`;
 see `recipes/tips_b14_webli.py`).
 
-Each process writes its checkpoints with the position of *its own* data
-iterator, so a resumed host continues on its own shard. The built-in loop
-saves the full weights of the process into one `.h5` file, which works
-when the weights are replicated on every host (data parallelism); for
-weights split across hosts, use a sharded checkpointer such as Orbax.
+Give each host its own `--output` directory: a checkpoint holds the
+position of *that host's* data iterator, so a resumed host continues on its
+own shard. The built-in loop saves the weights as one `.h5` file per
+process, which suits weights replicated on every host (data parallelism);
+for weights split across hosts, use a sharded checkpointer such as Orbax.
 
 ## Summary
 

@@ -97,9 +97,7 @@ print(
 
 """
 Only the image tower is needed; the text tower and the rest of the
-`TIPSModel` can be dropped. (If you only ever need the image tower of a
-released model, `keras_tips.TIPSBackbone.from_preset(name).vision_encoder`
-loads a little less.)
+`TIPSModel` are simply not used.
 
 ## The data
 
