@@ -109,7 +109,8 @@ with np.load(os.path.join(TINY_CHECKPOINT, "text.npz")) as archive:
 print(f"vision.npz: {len(vision_state)} arrays")
 for key in list(vision_state)[:5] + ["blocks.0.attn.qkv.weight", "norm.weight"]:
     print(f"  {key:32s} {vision_state[key].shape}")
-print(f"text.npz: {len(text_state)} arrays, temperature = {float(text_state['temperature']):.4f}")
+temperature = float(text_state["temperature"])
+print(f"text.npz: {len(text_state)} arrays, temperature = {temperature:.4f}")
 
 """
 The converter reads these archives **without pickle**, infers the
@@ -159,7 +160,8 @@ print("exit status:", status)
 for root, _, files in sorted(os.walk(cli_preset)):
     for file in sorted(files):
         path = os.path.join(root, file)
-        print(f"  {os.path.relpath(path, cli_preset):34s} {os.path.getsize(path):>9,d} bytes")
+        size = os.path.getsize(path)
+        print(f"  {os.path.relpath(path, cli_preset):34s} {size:>9,d} bytes")
 
 """
 ## Converting from Python
@@ -245,9 +247,12 @@ description, the URLs and the configuration fields the converter uses).
 mirror = os.path.join(OUTPUT_DIR, "mirror")
 os.makedirs(mirror)
 demo_name = "tips_tiny_demo"
-shutil.copy(os.path.join(TINY_CHECKPOINT, "vision.npz"), os.path.join(mirror, f"{demo_name}_vision.npz"))
-shutil.copy(os.path.join(TINY_CHECKPOINT, "text.npz"), os.path.join(mirror, f"{demo_name}_text.npz"))
-shutil.copy(os.path.join(TINY_CHECKPOINT, "tokenizer.model"), os.path.join(mirror, "tokenizer.model"))
+for source, target in [
+    ("vision.npz", f"{demo_name}_vision.npz"),
+    ("text.npz", f"{demo_name}_text.npz"),
+    ("tokenizer.model", "tokenizer.model"),
+]:
+    shutil.copy(os.path.join(TINY_CHECKPOINT, source), os.path.join(mirror, target))
 
 keras_tips.TIPS_PRESETS[demo_name] = {
     "description": "The toy reference checkpoint of the test suite.",
@@ -401,7 +406,8 @@ with open(os.path.join(saved, "metadata.json")) as f:
     print("metadata:", json.load(f))
 backbone = keras_tips.TIPSBackbone.from_preset(saved)
 tokenizer = keras_tips.TIPSTokenizer.from_preset(saved)
-print(type(backbone).__name__, type(tokenizer).__name__, backbone.count_params(), "parameters")
+print(f"{type(backbone).__name__} ({backbone.count_params():,} parameters), "
+      f"{type(tokenizer).__name__} ({tokenizer.vocabulary_size()} pieces)")
 
 """
 keras-hub's `upload_preset` publishes a preset directory on Kaggle Models or
@@ -430,7 +436,8 @@ import numpy as np
 import keras_tips
 model = keras_tips.TIPSModel.from_preset({saved!r})
 images = np.load({os.path.join(OUTPUT_DIR, "images.npy")!r})
-np.save({os.path.join(OUTPUT_DIR, "other_cls.npy")!r}, model.encode_images(images)["cls_1"])
+cls_1 = model.encode_images(images)["cls_1"]
+np.save({os.path.join(OUTPUT_DIR, "other_cls.npy")!r}, cls_1)
 np.save({os.path.join(OUTPUT_DIR, "other_text.npy")!r}, model.encode_texts(["a dog"]))
 """
 result = subprocess.run(
@@ -449,7 +456,10 @@ cls_difference = np.abs(
 text_difference = np.abs(
     np.load(os.path.join(OUTPUT_DIR, "other_text.npy")) - model.encode_texts(["a dog"])
 ).max()
-print(f"{other_backend} vs {keras.backend.backend()}: max difference CLS1 {cls_difference:.1e}, text {text_difference:.1e}")
+print(
+    f"{other_backend} vs {keras.backend.backend()}: max difference "
+    f"CLS1 {cls_difference:.1e}, text {text_difference:.1e}"
+)
 assert max(cls_difference, text_difference) < 1e-4
 
 """

@@ -323,7 +323,8 @@ reconstructed = (
     + 1.0 * np.array(logs["distill"])
     + 2.0 * np.array(logs["mask"])
 )
-print("max |loss - weighted sum|:", float(np.abs(reconstructed - np.array(logs["loss"])).max()))
+error = np.abs(reconstructed - np.array(logs["loss"])).max()
+print("max |loss - weighted sum|:", float(error))
 
 """
 What to watch in a real run: the contrastive losses fall well below
@@ -358,10 +359,8 @@ probabilities = model.classify(
     templates=["a {}.", "a picture of a {}."],
 )[0]
 print("scene:", scene["synthetic_caption"])
-print(
-    "zero-shot:",
-    {name: round(float(p), 2) for name, p in zip(ShapesDataset.class_names, probabilities)},
-)
+names = ShapesDataset.class_names
+print("zero-shot:", {n: round(float(p), 2) for n, p in zip(names, probabilities)})
 
 """
 (After 30 steps the prediction is close to a guess. The `tiny_shapes`

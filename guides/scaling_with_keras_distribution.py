@@ -132,13 +132,29 @@ def build_pretrainer():
     return pretrainer
 
 
+TERMS = ("loss", "contrastive_web", "distill", "mask")
+
+
 def train(pretrainer):
     """Two train steps; returns the logged loss terms of each."""
     logs = []
     for batch in batches:
         step = pretrainer.train_on_batch(batch, return_dict=True)
-        logs.append({k: float(step[k]) for k in ("loss", "contrastive_web", "distill", "mask")})
+        logs.append({k: float(step[k]) for k in TERMS})
     return logs
+
+
+def show(label, steps):
+    for step, logs in enumerate(steps):
+        terms = ", ".join(f"{k} {v:.5f}" for k, v in logs.items())
+        print(f"{label} step {step + 1}: {terms}")
+
+
+def compare(label, steps):
+    for name in ("loss", "contrastive_web"):
+        difference = max(abs(a[name] - b[name]) for a, b in zip(steps, reference))
+        print(f"{label} vs unsharded, {name}: max difference {difference:.1e}")
+        assert difference < 1e-3
 
 
 """
@@ -146,8 +162,7 @@ def train(pretrainer):
 """
 
 reference = train(build_pretrainer())
-for step, logs in enumerate(reference):
-    print(f"unsharded step {step + 1}: " + ", ".join(f"{k} {v:.5f}" for k, v in logs.items()))
+show("unsharded", reference)
 
 """
 ## Data parallelism
@@ -160,7 +175,8 @@ split along its first axis:
 
 data_parallel = tips_distribution.data_parallel()
 print("mesh:", data_parallel.device_mesh.shape, data_parallel.device_mesh.axis_names)
-print("layout of global_images:", data_parallel.get_data_layout((GLOBAL_BATCH, 56, 56, 3)).axes)
+layout = data_parallel.get_data_layout((GLOBAL_BATCH, 56, 56, 3))
+print("layout of global_images:", layout.axes)
 
 """
 A distribution applies to the variables created and the steps run while it
@@ -174,8 +190,7 @@ with data_parallel.scope():
     data_parallel_logs = train(pretrainer)
 qkv = pretrainer.backbone.vision_encoder.blocks[0].attention.qkv.kernel
 print("qkv kernel sharding:", qkv.value.sharding.spec, "(replicated)")
-for step, logs in enumerate(data_parallel_logs):
-    print(f"data parallel step {step + 1}: " + ", ".join(f"{k} {v:.5f}" for k, v in logs.items()))
+show("data parallel", data_parallel_logs)
 
 """
 ### The contrastive loss sees the global batch
@@ -183,10 +198,7 @@ for step, logs in enumerate(data_parallel_logs):
 The losses are those of the unsharded run:
 """
 
-for name in ("loss", "contrastive_web"):
-    difference = max(abs(a[name] - b[name]) for a, b in zip(data_parallel_logs, reference))
-    print(f"data parallel vs unsharded, {name}: max difference {difference:.1e}")
-    assert difference < 1e-3
+compare("data parallel", data_parallel_logs)
 
 """
 This matters for TIPS. The contrastive loss of an image is a softmax over
@@ -213,7 +225,10 @@ per_shard = [
     contrastive_loss(i, t, 0.1)[0]
     for i, t in zip(np.split(images, shards), np.split(texts, shards))
 ]
-print(f"global-batch loss ({GLOBAL_BATCH} x {GLOBAL_BATCH} logits): {float(global_loss):.4f}")
+print(
+    f"global-batch loss ({GLOBAL_BATCH} x {GLOBAL_BATCH} logits): "
+    f"{float(global_loss):.4f}"
+)
 print(
     f"mean of per-device losses ({shards} x {GLOBAL_BATCH // shards} x "
     f"{GLOBAL_BATCH // shards} logits): {float(np.mean(per_shard)):.4f}"
@@ -265,15 +280,14 @@ split = [
     for v in pretrainer.weights
     if "model" in str(getattr(v.value.sharding, "spec", ""))
 ]
-print(f"{len(split)} of {len(pretrainer.weights)} variables are split over the model axis, e.g.")
+print(
+    f"{len(split)} of {len(pretrainer.weights)} variables are split over the "
+    "model axis, e.g."
+)
 for path, spec in split[:4]:
     print(f"  {path:48s} {spec}")
-for step, logs in enumerate(model_parallel_logs):
-    print(f"model parallel step {step + 1}: " + ", ".join(f"{k} {v:.5f}" for k, v in logs.items()))
-for name in ("loss", "contrastive_web"):
-    difference = max(abs(a[name] - b[name]) for a, b in zip(model_parallel_logs, reference))
-    print(f"model parallel vs unsharded, {name}: max difference {difference:.1e}")
-    assert difference < 1e-3
+show("model parallel", model_parallel_logs)
+compare("model parallel", model_parallel_logs)
 
 """
 The teacher's copies of the towers and heads have the same variable paths

@@ -126,7 +126,7 @@ print("train:", train_images.shape, train_images.dtype, train_masks.shape)
 print("test: ", test_images.shape)
 counts = np.bincount(train_masks.ravel(), minlength=NUM_CLASSES)
 share = counts / counts.sum()
-print("pixel share per class:", {n: round(float(v), 3) for n, v in zip(CLASS_NAMES, share)})
+print("pixel share:", {n: round(float(v), 3) for n, v in zip(CLASS_NAMES, share)})
 
 """
 ## The model
@@ -175,7 +175,8 @@ otherwise "background everywhere" is a comfortable minimum.
 
 class_weights = 1.0 / np.sqrt(share)
 class_weights /= class_weights[train_masks].mean()
-print("class weights:", {n: round(float(w), 2) for n, w in zip(CLASS_NAMES, class_weights)})
+weights = {n: round(float(w), 2) for n, w in zip(CLASS_NAMES, class_weights)}
+print("class weights:", weights)
 
 segmenter.compile(
     optimizer=keras.optimizers.AdamW(learning_rate=3e-3, weight_decay=1e-4),
@@ -295,7 +296,8 @@ segmenter.fit(
     verbose=0,
 )
 predicted = np.argmax(segmenter.predict(test_images, batch_size=32, verbose=0), axis=-1)
-print(f"test mIoU after one epoch of fine-tuning: {mean_iou(predicted, test_masks, NUM_CLASSES):.3f}")
+miou = mean_iou(predicted, test_masks, num_classes=NUM_CLASSES)
+print(f"test mIoU after one epoch of fine-tuning: {miou:.3f}")
 
 """
 With a pretrained ViT-B/14, use the preset's resolution (448 x 448, a

@@ -248,7 +248,8 @@ logits_2 = model.zero_shot_logits(
 )
 print("Temperature (CLS2 / synthetic):", model.temperature_for("cls_2"))
 for name, row in zip(photo_names, logits_2):
-    print(f"CLS2 retrieval: {name:14s} -> description of {photo_names[int(np.argmax(row))]}")
+    best = photo_names[int(np.argmax(row))]
+    print(f"CLS2 retrieval: {name:14s} -> description of {best}")
 
 probabilities_2 = model.classify(images, class_names, cls_token="cls_2")
 print("CLS2 zero-shot probabilities:", probabilities_2.shape)
