@@ -62,8 +62,10 @@ features spatially aware.
 **Masked image modelling (iBOT), weight β.** The student's global crop has a
 random subset of its patches replaced by a learned mask token; for every
 masked patch, a second head's prediction must match the teacher's
-distribution for the same, unmasked patch. The same masked student pass
-also feeds the contrastive loss, so one forward pass serves both.
+distribution for the same, unmasked patch. The contrastive loss sees the
+student's *unmasked* global crop by default, so that a caption never names
+an object the student cannot see; `contrastive_view="masked"` reuses the
+masked pass instead, which saves one student forward pass per step.
 
 **Avoiding collapse.** The teacher's targets are *centred*: an EMA of the
 mean teacher logits is subtracted before the softmax (`centering=
