@@ -1,38 +1,25 @@
 """keras_tips: TIPS (Text-Image Pretraining with Spatial awareness) for Keras 3.
 
-Public API (imported on first use, so that light modules such as the data
-pipeline's worker processes do not pay for Keras, keras-hub and TensorFlow):
+Public API:
     TIPSModel, TIPSBackbone, TIPSVisionEncoder, TIPSTextEncoder,
     TIPSTokenizer, TIPSImageConverter, TIPSPreprocessor, TIPS_PRESETS,
     TIPSPretrainer, convert_official_checkpoint.
+
+Everything is imported eagerly: importing the package registers every Keras
+class with Keras' serialisation, so `keras.models.load_model` finds them.
+(Grain worker processes therefore also import Keras and keras-hub when they
+start; that is a one-off cost of a few seconds per worker.)
 """
 
-import importlib
+from keras_tips.conversion.convert import convert_official_checkpoint
+from keras_tips.models import TIPS_PRESETS
+from keras_tips.models import TIPSBackbone
+from keras_tips.models import TIPSImageConverter
+from keras_tips.models import TIPSModel
+from keras_tips.models import TIPSPreprocessor
+from keras_tips.models import TIPSTextEncoder
+from keras_tips.models import TIPSTokenizer
+from keras_tips.models import TIPSVisionEncoder
+from keras_tips.training.pretrainer import TIPSPretrainer
 
 __version__ = "0.1.0"
-
-_EXPORTS = {
-    "TIPSModel": "keras_tips.models.tips_model",
-    "TIPSBackbone": "keras_tips.models.tips_backbone",
-    "TIPSVisionEncoder": "keras_tips.models.tips_vision_encoder",
-    "TIPSTextEncoder": "keras_tips.models.tips_text_encoder",
-    "TIPSTokenizer": "keras_tips.models.tips_tokenizer",
-    "TIPSImageConverter": "keras_tips.models.tips_image_converter",
-    "TIPSPreprocessor": "keras_tips.models.tips_preprocessor",
-    "TIPS_PRESETS": "keras_tips.models.tips_presets",
-    "TIPSPretrainer": "keras_tips.training.pretrainer",
-    "convert_official_checkpoint": "keras_tips.conversion.convert",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'keras_tips' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)

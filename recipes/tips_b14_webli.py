@@ -20,9 +20,11 @@ from a JSONL index: `python -m keras_tips.data.convert`).
 | precision             | mixed bfloat16                                     |
 | distribution          | data parallel over every device                    |
 
-Run (one process per host; set the shard of each host):
+Run (one process per host, each with its own local run directory: the
+checkpoints are written atomically on a local file system and hold that
+host's data position):
 
-    keras-tips pretrain --recipe recipes/tips_b14_webli.py --output gs://.../run \
+    keras-tips pretrain --recipe recipes/tips_b14_webli.py --output runs/b14/host_$HOST \
         --set data.path='/data/webli/records-*.array_record' \
         --set data.tokenizer=tokenizer.model \
         --set data.pipeline.batch_size=2048 \

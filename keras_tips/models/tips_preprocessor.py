@@ -38,6 +38,10 @@ class TIPSPreprocessor(Preprocessor):
         self.tokenizer = tokenizer
         self.image_converter = image_converter
 
+    def build(self, input_shape=None):
+        # Nothing to build: the tokenizer and converter hold no weights.
+        self.built = True
+
     def call(self, x, y=None, sample_weight=None):
         if not isinstance(x, dict) or not ({"images", "texts"} & set(x)):
             raise ValueError(

@@ -132,6 +132,8 @@ def _fetch(url, cache_dir):
 
     url = _source_url(url)
     fname = url.rsplit("/", 1)[1]
+    # get_file falls back to /tmp/.keras when cache_dir does not exist yet.
+    os.makedirs(os.path.join(cache_dir, "downloads"), exist_ok=True)
     try:
         return keras.utils.get_file(
             fname=fname, origin=url, cache_dir=cache_dir, cache_subdir="downloads"

@@ -86,6 +86,10 @@ class TIPSTextEncoder(keras.layers.Layer):
         for block in self.blocks:
             block.build((None, None, self.hidden_dim))
         self.norm.build((None, None, self.hidden_dim))
+        if not self.trainable:
+            # A layer deserialised frozen is built afterwards: propagate the
+            # flag to the sub-layers created here.
+            self.trainable = False
         self.built = True
 
     def call(self, token_ids, padding_mask):

@@ -127,6 +127,10 @@ class TIPSVisionEncoder(keras.layers.Layer):
         for block in self.blocks:
             block.build((None, None, dim))
         self.norm.build((None, None, dim))
+        if not self.trainable:
+            # A layer deserialised frozen is built afterwards: propagate the
+            # flag to the sub-layers created here.
+            self.trainable = False
         self.built = True
 
     def _check_static_shape(self, shape):
