@@ -68,6 +68,7 @@ class DataConfig:
         path: the JSONL file or the ArrayRecord files/glob.
         num_examples: size of the generated shapes training split.
         image_size: side of the generated shapes images.
+        max_objects: most shapes per generated scene.
         tokenizer: SentencePiece model file; None builds the shapes
             vocabulary (shapes only).
         sequence_length: tokens per caption.
@@ -78,6 +79,7 @@ class DataConfig:
     path: str | None = None
     num_examples: int = 4000
     image_size: int = 56
+    max_objects: int = 4
     seed: int = 0
     tokenizer: str | None = None
     sequence_length: int = 64
