@@ -48,7 +48,9 @@ def run_demo(args):
 
     from keras_tips.cli.show import run_show
     from keras_tips.data import shapes
+    from keras_tips.evaluation.shapes_benchmark import COLOUR_TEMPLATES
     from keras_tips.evaluation.shapes_benchmark import evaluate_on_shapes
+    from keras_tips.evaluation.shapes_benchmark import main_object_colour
     from keras_tips.evaluation.shapes_benchmark import format_table
     from keras_tips.models.tips_model import TIPSModel
     from keras_tips.training.loop import pretrain
@@ -69,6 +71,7 @@ def run_demo(args):
         evaluation.image_size, evaluation.probe_epochs,
     )
     results["chance/zero_shot_top1"] = 1.0 / len(shapes.SHAPE_CLASSES)
+    results["chance/zero_shot_colour_top1"] = 1.0 / len(shapes.COLOUR_NAMES)
     table = format_table({recipe.name: results}, title=f"{recipe.name} ({trained:.0f} s of training)")
     print(table)
     with open(os.path.join(args.output, "results.md"), "w", encoding="utf-8") as f:
@@ -91,9 +94,15 @@ def run_demo(args):
         image, list(shapes.SHAPE_CLASSES), list(shapes.ZERO_SHOT_TEMPLATES)
     )[0]
     best = int(np.argmax(probabilities))
+    colours = reloaded.classify(
+        image, list(shapes.COLOUR_NAMES), list(COLOUR_TEMPLATES)
+    )[0]
+    colour = int(np.argmax(colours))
+    main = shapes.COLOUR_NAMES[main_object_colour(example)]
     print(f"  scene: {example['synthetic_caption']}")
     print(
-        f"  zero-shot: {shapes.SHAPE_CLASSES[best]} (p={probabilities[best]:.2f}); "
-        f"largest object: {shapes.SHAPE_CLASSES[example['label']]}"
+        f"  zero-shot colour: {shapes.COLOUR_NAMES[colour]} (p={colours[colour]:.2f}); "
+        f"shape: {shapes.SHAPE_CLASSES[best]} (p={probabilities[best]:.2f}); "
+        f"most visible object: {main} {shapes.SHAPE_CLASSES[example['label']]}"
     )
     return 0

@@ -23,6 +23,15 @@ from keras_tips.evaluation.zero_shot_segmentation import (
 )
 
 BACKGROUND_PROMPTS = ("a plain background.", "the background.")
+# Zero-shot colour of the most visible object: a second zero-shot task whose
+# words the web captions use as often as the shape names.
+COLOUR_TEMPLATES = ("a {} shape.", "a {} object.", "something {}.")
+
+
+def main_object_colour(example):
+    """Index into `shapes.COLOUR_NAMES` of the most visible object's colour."""
+    main = max(example["objects"], key=lambda obj: obj["visible_pixels"])
+    return shapes.COLOUR_NAMES.index(main["colour"])
 
 
 def load_split(split, num_examples, image_size, seed=0):
@@ -32,6 +41,7 @@ def load_split(split, num_examples, image_size, seed=0):
     return {
         "images": np.stack([e["image"] for e in examples]).astype("float32") / 255.0,
         "labels": np.array([e["label"] for e in examples]),
+        "colour_labels": np.array([main_object_colour(e) for e in examples]),
         "class_mask": np.stack([e["class_mask"] for e in examples]),
         "depth": np.stack([e["depth"] for e in examples]),
         "web_captions": [e["web_caption"] for e in examples],
@@ -59,6 +69,10 @@ def evaluate_on_shapes(
 ):
     """Runs every evaluation; returns a flat dict of metrics.
 
+    Zero-shot classification is scored twice: the shape class of the most
+    visible object (`zero_shot/`, chance 1/6) and its colour
+    (`zero_shot_colour/`, chance 1/6).
+
     Args:
         model: a `TIPSModel` (with a tokenizer).
         num_train: examples of the validation split used to fit probes and
@@ -84,6 +98,16 @@ def evaluate_on_shapes(
         ks=(1,),
     )
     results.update({f"zero_shot/{k}": v for k, v in zero_shot.items()})
+    colour_classifier = build_zero_shot_classifier(
+        model.encode_texts, list(shapes.COLOUR_NAMES), list(COLOUR_TEMPLATES)
+    )
+    zero_shot_colour = evaluate_zero_shot(
+        {k: test_features[k] for k in ("cls_1", "cls_2")},
+        test["colour_labels"],
+        colour_classifier,
+        ks=(1,),
+    )
+    results.update({f"zero_shot_colour/{k}": v for k, v in zero_shot_colour.items()})
 
     for kind in ("synthetic", "web"):
         texts = model.encode_texts(test[f"{kind}_captions"])

@@ -78,11 +78,12 @@ def test_demo_runs_end_to_end_at_reduced_size(tmp_path):
     for override in SMALL:
         args += ["--set", override]
     stdout = _cli(args, ROOT)
-    assert "zero-shot:" in stdout
+    assert "zero-shot colour:" in stdout
     table = (output / "results.md").read_text()
     assert "zero_shot/cls_1/top1" in table and "segmentation_probe/miou" in table
     results = json.loads((output / "results.json").read_text())
     assert 0.0 <= results["zero_shot/cls_1/top1"] <= 1.0
+    assert 0.0 <= results["zero_shot_colour/cls_2/top1"] <= 1.0
     for picture in ("pca.png", "similarity.png", "zero_shot_segmentation.png", "curves.png"):
         assert (output / "pictures" / picture).stat().st_size > 1000, picture
     assert (output / "preset" / "model.weights.h5").exists()
