@@ -8,7 +8,7 @@ the full objective on the procedural shapes dataset at 56 px, in minutes on a
 |----------------------|-----------------------------------------------|
 | data                 | 4,000 generated scenes, 56 px, 2 local crops  |
 | batch                | 32                                            |
-| steps                | 600 (checkpoint every 100)                    |
+| steps                | 1,200 (checkpoint every 200)                  |
 | optimizer            | AdamW, peak lr 2e-3, 50 warm-up steps, cosine |
 | objective            | ½(web + synthetic) + 1·distill + 2·mask       |
 | prototypes           | 1,024, head 256 -> 64                         |
@@ -84,5 +84,5 @@ def recipe():
                 ),
             ),
         ),
-        train=TrainConfig(total_steps=600, steps_per_checkpoint=100),
+        train=TrainConfig(total_steps=1200, steps_per_checkpoint=200),
     )
