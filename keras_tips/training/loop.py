@@ -11,10 +11,13 @@ import dataclasses
 import json
 import logging
 import os
+import tempfile
 
 import keras
 
 from keras_tips.training.checkpoint import PeriodicCheckpoint
+from keras_tips.training.checkpoint import SkipNonFiniteSteps
+from keras_tips.training.checkpoint import SkipNonFiniteUpdates
 from keras_tips.training.checkpoint import StopOnNonFiniteLoss
 from keras_tips.training.checkpoint import restore_checkpoint
 
@@ -99,8 +102,21 @@ def build_pretrainer(recipe, vocabulary_size):
     optimizer = build_optimizer(
         recipe.optimizer, total_steps=recipe.train.total_steps
     )
+    if recipe.train.nonfinite == "skip":
+        optimizer = SkipNonFiniteUpdates(optimizer)
     pretrainer.compile(optimizer=optimizer, jit_compile=recipe.train.jit_compile)
     return pretrainer
+
+
+def nonfinite_guard(mode):
+    """The callback of a `TrainConfig.nonfinite` mode (`"stop"`/`"skip"`)."""
+    if mode == "stop":
+        return StopOnNonFiniteLoss()
+    if mode == "skip":
+        return SkipNonFiniteSteps()
+    raise ValueError(
+        f"train.nonfinite must be 'stop' or 'skip'; received {mode!r}."
+    )
 
 
 class _TrackedBatches:
@@ -153,13 +169,46 @@ class _HistoryWriter(keras.callbacks.Callback):
             f.write(json.dumps(record) + "\n")
 
 
+def _truncate_history(path, step):
+    """Drops the records of steps after `step` (logged by a run that was
+    killed before it saved their checkpoint; the resumed run logs them
+    again). Replaces the file atomically."""
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        lines = [line for line in f if line.strip()]
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # A line cut short by a kill.
+        if isinstance(record, dict) and record.get("step", step + 1) <= step:
+            kept.append(json.dumps(record) + "\n")
+    if kept == lines:
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.writelines(kept)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def read_history(output_dir):
     """The logged metrics of a run: a list of dicts, one per interval."""
     path = os.path.join(output_dir, HISTORY_FILE)
     if not os.path.isfile(path):
         return []
+    records = []
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue  # Empty, or cut short by a kill.
+    return records
 
 
 def pretrain(recipe, output_dir, verbose="auto"):
@@ -192,6 +241,8 @@ def pretrain(recipe, output_dir, verbose="auto"):
     interval = recipe.train.steps_per_checkpoint
     if step % interval:
         raise ValueError(f"Checkpoint step {step} is not a multiple of {interval}.")
+    history = os.path.join(output_dir, HISTORY_FILE)
+    _truncate_history(history, step)
     pipeline_config = dataclasses.replace(recipe.data.pipeline, seed=recipe.train.seed)
     pipeline = PretrainingPipeline(
         build_source(recipe.data), pipeline_config, tokenizer.tokenize_numpy
@@ -209,11 +260,14 @@ def pretrain(recipe, output_dir, verbose="auto"):
                 initial_epoch=step // interval,
                 verbose=verbose,
                 callbacks=[
-                    StopOnNonFiniteLoss(),
+                    nonfinite_guard(recipe.train.nonfinite),
+                    # History first: a kill between the two leaves a record
+                    # newer than the checkpoint, dropped on resume; the other
+                    # order could lose the record of a saved interval.
+                    _HistoryWriter(history),
                     PeriodicCheckpoint(
                         checkpoints, lambda s: {"data": batches.state_for(s)}
                     ),
-                    _HistoryWriter(os.path.join(output_dir, HISTORY_FILE)),
                 ],
             )
     finally:
