@@ -37,13 +37,28 @@ def read_npz(path, description="checkpoint"):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"The {description} file {path!r} does not exist.")
+    if not zipfile.is_zipfile(path):
+        # np.load would return a single array for a `.npy` file and try
+        # other formats; an `.npz` is a zip archive.
+        raise CheckpointError(
+            f"The {description} {path!r} is not a NumPy .npz archive (not a "
+            "zip file). Is the file complete?"
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
+    except MemoryError as error:
+        raise CheckpointError(
+            f"The {description} {path!r} declares arrays too large to load; "
+            "is it damaged?"
+        ) from error
+    except Exception as error:
+        # Damaged archives raise many types (BadZipFile, zlib.error,
+        # NotImplementedError, RuntimeError, struct.error, EOFError, ...).
         raise CheckpointError(
             f"Could not read the {description} {path!r} as a NumPy .npz "
-            f"archive without pickle ({error}). Is the file complete?"
+            f"archive without pickle ({type(error).__name__}: {error}). Is "
+            "the file complete?"
         ) from error
 
 

@@ -143,7 +143,13 @@ def deserialize_record(data):
             data[prefix : prefix + header_length].decode("utf-8")
         )
         fields = [(str(name), int(length)) for name, length in header["fields"]]
-    except (ValueError, KeyError, TypeError) as error:
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        OverflowError,  # a length of 1e999 parses as inf
+        RecursionError,  # absurdly nested JSON
+    ) as error:
         raise ValueError(f"Malformed TIPS record header ({error}).") from None
     offset = prefix + header_length
     values = {}

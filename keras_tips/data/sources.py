@@ -49,7 +49,7 @@ def read_jsonl_index(jsonl_path):
                 continue
             try:
                 item = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: deep nesting
                 entries.append(None)
                 continue
             if not isinstance(item, dict) or not isinstance(
@@ -122,7 +122,7 @@ class JsonlImageTextSource:
             with open(path, "rb") as f:
                 image = f.read()
             error = None
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL in the path
             image, error = None, stats.MISSING_FILE
         return make_record(
             image=image,

@@ -1,5 +1,8 @@
 """`TIPSModel`: the user-facing TIPS image-text model."""
 
+import json
+import os
+
 import keras
 import numpy as np
 from keras import ops
@@ -14,6 +17,7 @@ from keras_tips.models.tips_tokenizer import check_texts
 
 CLS_TOKENS = ("cls_1", "cls_2")
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
+PRESET_WEIGHTS_FILE = "model.weights.h5"
 
 
 def check_images(images, patch_size=14):
@@ -77,6 +81,49 @@ def check_images(images, patch_size=14):
             f"{high:g}]. Divide 0-255 images by 255."
         )
     return images
+
+
+def check_preset_files(preset_dir, load_weights=True):
+    """Checks that a local preset folder's files are readable before Keras
+    parses them, so a damaged file is named in the error.
+
+    Raises:
+        ValueError: a JSON file of the preset is not a JSON object.
+        OSError: `model.weights.h5` is missing or not a readable HDF5 file.
+    """
+    for name in sorted(os.listdir(preset_dir)):
+        path = os.path.join(preset_dir, name)
+        if not name.endswith(".json") or not os.path.isfile(path):
+            continue
+        try:
+            with open(path, encoding="utf-8") as f:
+                content = json.load(f)
+        except (OSError, ValueError) as error:
+            raise ValueError(
+                f"The preset file {path!r} is not valid JSON ({error}). Is "
+                "the file complete?"
+            ) from error
+        if not isinstance(content, dict):
+            raise ValueError(
+                f"The preset file {path!r} does not hold a JSON object."
+            )
+    if not load_weights:
+        return
+    path = os.path.join(preset_dir, PRESET_WEIGHTS_FILE)
+    if not os.path.isfile(path):
+        return  # Sharded weights, or none: Keras Hub reports it.
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            # Reads every object header (not the data): finds truncated
+            # files and damaged structure.
+            f.visititems(lambda name, node: None)
+    except Exception as error:
+        raise OSError(
+            f"The weights file {path!r} is damaged or not an HDF5 weights "
+            f"file ({error})."
+        ) from error
 
 
 def _compile(layer, function):
@@ -166,9 +213,42 @@ class TIPSModel(Task):
             load_weights: bool. Whether to load the weights.
             **kwargs: forwarded to `keras_hub.models.Task.from_preset`.
         """
-        return super().from_preset(
-            resolve_preset(preset), load_weights=load_weights, **kwargs
-        )
+        preset = resolve_preset(preset)
+        local = isinstance(preset, (str, os.PathLike)) and os.path.isdir(preset)
+        weights = None
+        if local:
+            preset = os.fspath(preset)
+            check_preset_files(preset, load_weights)
+            if load_weights and os.path.isfile(
+                os.path.join(preset, PRESET_WEIGHTS_FILE)
+            ):
+                weights = os.path.join(preset, PRESET_WEIGHTS_FILE)
+        try:
+            model = super().from_preset(
+                preset, load_weights=load_weights, **kwargs
+            )
+        except (OSError, RuntimeError, KeyError, ValueError) as error:
+            if not local or preset in str(error):
+                raise
+            # h5py reports damaged weights files without naming them.
+            if isinstance(error, ValueError):
+                raise ValueError(
+                    f"Could not load the preset {preset!r}: {error}"
+                ) from error
+            raise OSError(
+                f"Could not load the preset {preset!r} (is its weights file "
+                f"{PRESET_WEIGHTS_FILE} damaged?): {error}"
+            ) from error
+        if weights is not None:
+            for variable in model.weights:
+                value = ops.convert_to_numpy(variable)
+                if value.dtype.kind == "f" and not np.isfinite(value).all():
+                    raise ValueError(
+                        f"The weights file {weights!r} holds NaN or infinite "
+                        f"values (in {variable.path!r}): it is damaged or "
+                        "comes from a diverged run."
+                    )
+        return model
 
     @staticmethod
     def presets_available():

@@ -56,7 +56,30 @@ class TIPSTokenizer(SentencePieceTokenizer):
         )
 
     def set_proto(self, proto):
-        super().set_proto(proto)
+        try:
+            super().set_proto(proto)
+        except (ValueError, ImportError, OSError):
+            raise
+        except Exception as error:
+            # A damaged model file otherwise fails deep inside the
+            # SentencePiece op of TensorFlow Text.
+            what = (
+                f"file {proto!r}"
+                if isinstance(proto, str) and len(proto) <= 4096
+                else "model"
+            )
+            detail = str(error).strip().splitlines()
+            raise ValueError(
+                f"The SentencePiece {what} could not be read: it is not a "
+                f"valid SentencePiece model ({type(error).__name__}"
+                + (f": {detail[0][:200]}" if detail else "")
+                + "). Is the file complete?"
+            ) from error
+        if proto is not None and self._sentence_piece_spm.vocab_size() < 1:
+            raise ValueError(
+                "The SentencePiece model is empty (no pieces). Is the file "
+                "complete?"
+            )
         if proto is not None and self._sentence_piece_spm.pad_id() != 0:
             raise ValueError(
                 "The SentencePiece model must have '<pad>' as id 0, as the "
@@ -129,6 +152,14 @@ def check_texts(texts):
                 f"Text {index} is a {type(text).__name__}, not a string. "
                 "Pass a list of str."
             )
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ValueError(
+                f"Text {index} is not valid Unicode text ({error}); lone "
+                "surrogates usually come from bytes decoded with "
+                "'surrogateescape'."
+            ) from None
         result.append(text)
     return result
 
