@@ -176,8 +176,11 @@ def test_recipe_option():
             "model.vision.num_layers=1",
             "model.text.num_layers=1",
             "objective.num_prototypes=16",
+            # PipelineConfig is a frozen dataclass: replaced, not mutated.
+            "data.pipeline.batch_size=8",
         ],
     ).validate()
+    assert recipe.data.pipeline.batch_size == 8
     pretrainer = build_pretrainer(recipe, vocabulary_size=40)
     assert isinstance(pretrainer.optimizer, SkipNonFiniteUpdates)
 
