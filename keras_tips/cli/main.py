@@ -168,7 +168,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as error:
+    except (
+        ValueError,
+        OSError,
+        RuntimeError,
+        FloatingPointError,
+    ) as error:
         print(f"keras-tips {args.command}: error: {error}", file=sys.stderr)
         return 2
 
