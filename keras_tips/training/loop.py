@@ -66,7 +66,8 @@ def build_source(data):
         from keras_tips.data.shapes import ShapesDataset
 
         dataset = ShapesDataset(
-            "train", data.num_examples, data.image_size, seed=data.seed
+            "train", data.num_examples, data.image_size, seed=data.seed,
+            max_objects=data.max_objects,
         )
         return dataset.image_text_source()
     if data.source == "jsonl":
