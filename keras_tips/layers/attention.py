@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_tips.layers.mlp import dense
 from keras_tips.layers.mlp import torch_inference_kernels
 from keras_tips.layers.mlp import torch_linear
 
@@ -13,12 +14,21 @@ class FusedQKVAttention(keras.layers.Layer):
 
     One `(D, 3D)` matmul instead of three is both the layout of the official
     checkpoints (`attn.qkv` in the image tower, `in_proj_weight` in the text
-    tower) and faster. The attention itself is `keras.ops.dot_product_attention`,
-    which dispatches to the backend's fused / flash kernel where one exists.
-    For PyTorch inference on the CPU the layer has a fused path (see
-    `keras_tips.layers.mlp.torch_inference_kernels`) that hands strided
-    views of the qkv projection straight to
-    `torch.nn.functional.scaled_dot_product_attention`, with no copies.
+    tower) and faster. The attention itself runs in the form each backend
+    computes fastest:
+
+    * PyTorch: `torch.nn.functional.scaled_dot_product_attention` (flash
+      kernel on the CPU), through `keras.ops.dot_product_attention`; for
+      inference on the CPU (see `keras_tips.layers.mlp`) the layer hands it
+      strided views of the qkv projection directly, with no copies.
+    * JAX on the CPU: head-major einsums with the softmax normalisation
+      applied after the value product (`_attend_head_major`), about a fifth
+      faster than `keras.ops.dot_product_attention` under XLA on the CPU.
+    * TensorFlow: head-major `tf.matmul` and `tf.nn.softmax`
+      (`_attend_tensorflow`), a few per cent faster than the einsums of
+      `keras.ops.dot_product_attention` on TensorFlow's oneDNN kernels.
+    * JAX on accelerators: `keras.ops.dot_product_attention`, which can pick
+      a fused (cuDNN / TPU flash) kernel.
 
     Args:
         num_heads: int. Number of attention heads; must divide the width.
@@ -78,12 +88,11 @@ class FusedQKVAttention(keras.layers.Layer):
             )
         batch, length = ops.shape(inputs)[0], ops.shape(inputs)[1]
         qkv = ops.reshape(
-            self.qkv(inputs),
+            dense(self.qkv, inputs),
             (batch, length, 3, self.num_heads, self.head_dim),
         )
-        query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         if value_only:
-            attended = value
+            attended = qkv[:, :, 2]
         else:
             mask = None
             if key_padding_mask is not None:
@@ -96,11 +105,19 @@ class FusedQKVAttention(keras.layers.Layer):
                 )
                 key_padding_mask = ops.logical_or(key_padding_mask, all_padding)
                 mask = key_padding_mask[:, None, None, :]
-            attended = ops.dot_product_attention(query, key, value, mask=mask)
+            backend = keras.backend.backend()
+            if backend == "tensorflow":
+                attended = _attend_tensorflow(qkv, mask)
+            elif backend == "jax" and _jax_on_cpu():
+                attended = _attend_head_major(qkv, mask)
+            else:
+                attended = ops.dot_product_attention(
+                    qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], mask=mask
+                )
         attended = ops.reshape(
             attended, (batch, length, self.num_heads * self.head_dim)
         )
-        return self.proj(attended)
+        return dense(self.proj, attended)
 
     def torch_inference_call(
         self, inputs, key_padding_mask=None, value_only=False
@@ -139,3 +156,61 @@ class FusedQKVAttention(keras.layers.Layer):
         config = super().get_config()
         config.update({"num_heads": self.num_heads, "use_bias": self.use_bias})
         return config
+
+
+
+def _jax_on_cpu():
+    import jax
+
+    return jax.default_backend() == "cpu"
+
+
+def _attend_head_major(qkv, mask=None):
+    """Softmax attention of a (B, T, 3, heads, head_dim) qkv tensor.
+
+    Query, key and value are moved to (B, heads, T, head_dim) once, the
+    1/sqrt(head_dim) scale goes on the queries (not the T x T logits), the
+    logits are exponentiated in float32 after subtracting their row maximum,
+    and the rows are normalised after the product with the values, on
+    head_dim instead of T entries per query. Mathematically the softmax
+    attention of `keras.ops.dot_product_attention`.
+
+    Args:
+        qkv: (B, T, 3, heads, head_dim) tensor.
+        mask: optional bool, broadcastable to (B, heads, T, T); False
+            entries are not attended to.
+
+    Returns:
+        (B, T, heads, head_dim) tensor.
+    """
+    head_dim = qkv.shape[-1]
+    qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))
+    query, key, value = qkv[0], qkv[1], qkv[2]
+    query = query * ops.cast(head_dim**-0.5, query.dtype)
+    logits = ops.cast(ops.einsum("bhtd,bhsd->bhts", query, key), "float32")
+    if mask is not None:
+        logits = ops.where(mask, logits, ops.cast(-1e30, "float32"))
+    logits = logits - ops.stop_gradient(ops.max(logits, axis=-1, keepdims=True))
+    weights = ops.exp(logits)
+    total = ops.sum(weights, axis=-1, keepdims=True)
+    attended = ops.einsum(
+        "bhts,bhsd->bhtd", ops.cast(weights, value.dtype), value
+    )
+    attended = attended / ops.cast(total, attended.dtype)
+    return ops.transpose(attended, (0, 2, 1, 3))
+
+
+def _attend_tensorflow(qkv, mask=None):
+    """`_attend_head_major` in TensorFlow ops: `tf.matmul` with a transposed
+    key and the fused `tf.nn.softmax`, which TensorFlow's oneDNN kernels run
+    faster than einsums and separate softmax steps. Same arguments."""
+    import tensorflow as tf
+
+    head_dim = qkv.shape[-1]
+    query, key, value = tf.unstack(tf.transpose(qkv, (2, 0, 3, 1, 4)))
+    logits = tf.matmul(query, key, transpose_b=True)
+    logits = tf.cast(logits * tf.cast(head_dim**-0.5, logits.dtype), "float32")
+    if mask is not None:
+        logits = tf.where(mask, logits, tf.constant(-1e30, "float32"))
+    weights = tf.cast(tf.nn.softmax(logits, axis=-1), value.dtype)
+    return tf.transpose(tf.matmul(weights, value), (0, 2, 1, 3))

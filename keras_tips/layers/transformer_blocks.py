@@ -92,6 +92,20 @@ class VisionTransformerBlock(keras.layers.Layer):
         )
         return x
 
+    def rematerialized_call(self, layer_call, *args, **kwargs):
+        """Makes `keras.RematScope` work on this block on every backend
+        (see `_rematerialize_tokens`)."""
+        remat_call = super().rematerialized_call(layer_call, *args, **kwargs)
+        if remat_call is layer_call:
+            return layer_call
+
+        def call(inputs, training=None, value_only=False):
+            return _rematerialize_tokens(
+                layer_call, inputs, training=training, value_only=value_only
+            )
+
+        return call
+
     def torch_inference_call(self, inputs, value_only=False):
         """The block in fused PyTorch ops (inference only; see
         `keras_tips.layers.mlp.torch_inference_kernels`): LayerNorm, the
@@ -166,6 +180,18 @@ class TextTransformerBlock(keras.layers.Layer):
         for layer in (self.norm1, self.attention, self.norm2, self.mlp):
             layer.build(input_shape)
 
+    def rematerialized_call(self, layer_call, *args, **kwargs):
+        """Makes `keras.RematScope` work on this block on every backend
+        (see `_rematerialize_tokens`)."""
+        remat_call = super().rematerialized_call(layer_call, *args, **kwargs)
+        if remat_call is layer_call:
+            return layer_call
+
+        def call(inputs, padding_mask):
+            return _rematerialize_tokens(layer_call, inputs, padding_mask)
+
+        return call
+
     def call(self, inputs, padding_mask):
         x = inputs + self.attention(
             self.norm1(inputs), key_padding_mask=padding_mask
@@ -185,6 +211,21 @@ class TextTransformerBlock(keras.layers.Layer):
             }
         )
         return config
+
+
+def _rematerialize_tokens(layer_call, inputs, *args, **kwargs):
+    """`layer_call(inputs, *args, **kwargs)`, rematerialised (recomputed in
+    the backward pass) with respect to the tokens `inputs` only.
+
+    Keras' own rematerialisation passes every argument through the
+    checkpoint: JAX then traces the `training` flag and cannot branch on it,
+    TensorFlow graphs reject keyword arguments to a custom gradient and a
+    boolean padding mask as a differentiable input. Here the other arguments
+    are closed over, so only the float tokens cross the checkpoint.
+    """
+    return keras.remat(lambda tokens: layer_call(tokens, *args, **kwargs))(
+        inputs
+    )
 
 
 def _torch_layer_norm(layer, x):
