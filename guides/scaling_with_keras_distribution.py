@@ -299,8 +299,8 @@ to the returned `LayoutMap` for other layers.
 
 `TrainConfig.distribution` selects the set-up of a `keras-tips pretrain`
 run: `"none"`, `"data_parallel"`, or `"model_parallel:N"` (N devices per
-model replica). The loop calls `keras.distribution.set_distribution` before
-building the model:
+model replica). The loop builds the model and trains inside that
+distribution's `scope()`, so the setting ends with the run:
 
 ```bash
 keras-tips pretrain --recipe recipes/tips_b14_webli.py --output runs/b14 \\

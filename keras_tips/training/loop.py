@@ -7,6 +7,7 @@ latest complete checkpoint (weights, teacher, centres, optimizer, step) and
 the data iterator state, and continues on the next unseen batch.
 """
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -26,8 +27,10 @@ logger = logging.getLogger(__name__)
 HISTORY_FILE = "history.jsonl"
 
 
-def set_distribution(spec):
-    """Applies a `TrainConfig.distribution` string."""
+def make_distribution(spec):
+    """The `keras.distribution` of a `TrainConfig.distribution` string (None
+    for "none"). It is applied as a scope around one run, so it does not leak
+    into whatever the process does next."""
     from keras_tips.training import distribution
 
     if spec in (None, "", "none"):
@@ -41,7 +44,6 @@ def set_distribution(spec):
             "train.distribution must be 'none', 'data_parallel' or "
             f"'model_parallel:N'; received {spec!r}."
         )
-    keras.distribution.set_distribution(dist)
     return dist
 
 
@@ -215,6 +217,8 @@ def read_history(output_dir):
 def pretrain(recipe, output_dir, verbose="auto"):
     """Runs (or resumes) a pretraining recipe and exports the student.
 
+    The recipe's `train.distribution` applies inside this call only.
+
     Args:
         recipe: a validated `PretrainRecipe`.
         output_dir: str. Receives `checkpoints/`, `history.jsonl`,
@@ -224,16 +228,21 @@ def pretrain(recipe, output_dir, verbose="auto"):
     Returns:
         The trained `TIPSPretrainer`.
     """
+    recipe.validate()
+    dist = make_distribution(recipe.train.distribution)
+    with dist.scope() if dist is not None else contextlib.nullcontext():
+        return _pretrain(recipe, output_dir, verbose)
+
+
+def _pretrain(recipe, output_dir, verbose):
     from keras_tips.data.pipeline import PretrainingPipeline
     from keras_tips.models.tips_image_converter import TIPSImageConverter
     from keras_tips.models.tips_preprocessor import TIPSPreprocessor
 
-    recipe.validate()
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "recipe.json"), "w", encoding="utf-8") as f:
         json.dump(recipe.to_dict(), f, indent=1, default=str)
     keras.utils.set_random_seed(recipe.train.seed)
-    set_distribution(recipe.train.distribution)
     tokenizer = build_tokenizer(recipe, output_dir)
     pretrainer = build_pretrainer(recipe, tokenizer.vocabulary_size())
     checkpoints = os.path.join(output_dir, "checkpoints")

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import pytest
 
 from keras_tips.cli.pretrain import ablation_recipes
@@ -132,3 +133,5 @@ def test_b14_recipe_smoke_at_reduced_size(tmp_path):
     pretrainer = pretrain(recipe, str(tmp_path / "run"), verbose=0)
     assert int(pretrainer.step_counter.numpy()) == 2
     assert (tmp_path / "run" / "preset" / "config.json").exists()
+    # train.distribution applied to that run only.
+    assert keras.distribution.distribution() is None
