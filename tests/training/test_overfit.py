@@ -7,7 +7,7 @@ import pytest
 from tests.training.pretrain_fixtures import random_batch
 from tests.training.pretrain_fixtures import tiny_pretrainer
 
-STEPS = 80
+STEPS = 120
 VOCABULARY_IDS = np.arange(2, 50)  # 0 is padding
 
 
@@ -59,9 +59,10 @@ def test_overfits_a_handful_of_pairs(options, seed=0):
     for term in ("contrastive_web", "contrastive_synthetic"):
         assert final[term] < 0.25 * first[term], (term, first[term], final[term])
     assert all(np.isfinite(v) for v in final.values()), final
+    assert final["loss"] < first["loss"], (first["loss"], final["loss"])
+    assert logs["loss"] < first["loss"]
     if options.get("distill_weight") == 0.0:
         assert final["loss"] < 0.25 * first["loss"], (first["loss"], final["loss"])
-        assert logs["loss"] < first["loss"]
     # With the teacher on, the distillation and iBOT terms of random images
     # may rise towards log(num_prototypes) as the teacher sharpens, so the
-    # total is not asserted to fall.
+    # total falls by less.

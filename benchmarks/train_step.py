@@ -1,0 +1,581 @@
+"""Train-step throughput, model-FLOPs utilisation and memory of the TIPS
+pretrainer, per backend, and the input pipeline's rate at the same batch.
+
+What is measured: `TIPSPretrainer.train_on_batch` (student image and text
+towers, EMA teacher image tower, DINO and iBOT heads and every loss, AdamW
+update) on the `tiny_shapes` recipe's model (ViT/14 of width 96, 4 blocks,
+3 heads; 2-block text tower; 1,024 prototypes, heads 256 -> 64) at the data
+pipeline benchmark's batch: 32 examples of a 56 px global crop, two 28 px
+local crops, an iBOT mask of 75 % of the 16 patches and two 16-token
+captions. One "image" below is one such example. Batches are random arrays
+of those shapes, converted to backend tensors before timing.
+
+Each (backend, variant) runs in its own process, so peak memory readings
+do not mix. The variants:
+
+* dtype: float32, or `dtype="mixed_bfloat16"` on the backbone (bf16
+  compute, float32 variables; the heads follow the backbone's policy).
+* rematerialisation: off, or `keras.RematScope(mode="list_of_layers")`
+  naming every transformer block of both towers, so each block's
+  activations are recomputed in the backward pass (`jax.checkpoint`,
+  `tf.recompute_grad`, `torch.utils.checkpoint`).
+
+Reported per variant:
+
+* images/s: median over rounds of a few timed steps, after warm-up steps
+  (compilation; the first steps are excluded).
+* MFU: model FLOPs per second over the backend's own measured float32
+  matmul peak (a 2048^3 matmul compiled the same way: `jax.jit`,
+  `tf.function`, eager PyTorch; best of several runs). Model FLOPs are
+  counted analytically from the configuration (`train_step_flops`: matmuls
+  and attention products, forward x 3 for the trained path, x 1 for the
+  teacher, the usual convention); on JAX the FLOPs XLA itself counts in the
+  compiled forward+backward (`cost_analysis()` of a `jax.jit` of the loss
+  gradient, without the optimizer update) are shown next to them.
+* memory per image, three readings over the batch size:
+  - step transient: how far the resident set size (sampled every 2 ms in a
+    background thread) rises above its between-steps level during two
+    steps after the timed ones. Memory a backend keeps cached between steps
+    is not counted, so this can understate;
+  - peak growth: the process's peak RSS at the end over its RSS just before
+    the first step. It includes compilation and optimizer state, so it is an
+    upper bound;
+  - on JAX, XLA's own plan: the temporary buffers of the compiled
+    forward+backward (`memory_analysis().temp_size_in_bytes`).
+
+The pipeline rate is `benchmarks.data_pipeline.measure_pipeline_rate` at the
+same configuration (0 and 1 worker processes), measured on its own; in real
+training it shares the CPU with the train step.
+
+Run: `python benchmarks/train_step.py [--quick] [--output table.md]`.
+"""
+
+import argparse
+import contextlib
+import dataclasses
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import common  # noqa: E402
+
+# The tiny_shapes recipe's model (recipes/tiny_shapes.py).
+VISION = dict(
+    hidden_dim=96,
+    num_layers=4,
+    num_heads=3,
+    intermediate_dim=384,
+    position_grid_size=4,
+    layer_scale_init_value=0.1,
+)
+TEXT = dict(hidden_dim=96, num_layers=2, num_heads=3, intermediate_dim=384)
+OBJECTIVE = dict(
+    num_prototypes=1024,
+    head_hidden_dim=256,
+    head_bottleneck_dim=64,
+    head_num_layers=3,
+    teacher_momentum=(0.99, 1.0),
+    teacher_temperature=(0.04, 0.07),
+    teacher_temperature_warmup_steps=100,
+)
+TOTAL_STEPS = 600
+PATCH_SIZE = 14
+
+VARIANTS = (
+    ("float32", False),
+    ("float32", True),
+    ("mixed_bfloat16", False),
+    ("mixed_bfloat16", True),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchShape:
+    batch_size: int = 32
+    global_size: int = 56
+    local_count: int = 2
+    local_size: int = 28
+    mask_ratio: float = 0.75
+    sequence_length: int = 16
+    vocabulary_size: int = 96
+
+
+def batch_shape_from_pipeline():
+    """The shapes `benchmarks/data_pipeline.py` measures (tiny recipe)."""
+    from benchmarks.data_pipeline import SEQUENCE_LENGTH
+    from benchmarks.data_pipeline import TINY_RECIPE_CONFIG
+    from benchmarks.data_pipeline import TOKENIZER_PATH
+
+    import sentencepiece
+
+    vocabulary = sentencepiece.SentencePieceProcessor(
+        model_file=TOKENIZER_PATH
+    ).get_piece_size()
+    config = TINY_RECIPE_CONFIG
+    return BatchShape(
+        batch_size=config.batch_size,
+        global_size=config.global_image_size,
+        local_count=config.local_crop_count,
+        local_size=config.local_image_size,
+        mask_ratio=config.mask_ratio,
+        sequence_length=SEQUENCE_LENGTH,
+        vocabulary_size=vocabulary,
+    )
+
+
+# --- Analytic FLOPs -----------------------------------------------------------
+
+
+def _tower_flops(tokens, width, layers, intermediate, patches=0, patch_in=0):
+    """Forward FLOPs (2 per multiply-add) of one sequence through a tower:
+    qkv, projection and MLP matmuls, the two attention products, and the
+    patch embedding."""
+    linear = 2 * tokens * (4 * width * width + 2 * width * intermediate)
+    attention = 4 * tokens * tokens * width
+    return layers * (linear + attention) + 2 * patches * patch_in * width
+
+
+def _head_flops(vectors, width, hidden, bottleneck, prototypes, num_layers):
+    dims = [width] + [hidden] * (num_layers - 1) + [bottleneck]
+    mlp = sum(2 * a * b for a, b in zip(dims[:-1], dims[1:]))
+    return vectors * (mlp + 2 * bottleneck * prototypes)
+
+
+def train_step_flops(shape):
+    """Model FLOPs of one train step on one example (analytic).
+
+    Trained path (student image tower on the masked global crop, again on
+    the unmasked global crop for the contrastive terms (the pretrainer's
+    default `contrastive_view="unmasked"`) and on the local crops, text
+    tower on both captions, DINO head on the local CLS tokens, iBOT head on
+    the global patch tokens, contrastive logits) counts 3x its forward
+    (forward + backward); the teacher (image tower on the global crop, both
+    heads) 1x. Elementwise work, norms and the optimizer are left out.
+
+    Returns:
+        dict with "student", "teacher" (forward FLOPs) and "total".
+    """
+    width = VISION["hidden_dim"]
+    global_patches = (shape.global_size // PATCH_SIZE) ** 2
+    local_patches = (shape.local_size // PATCH_SIZE) ** 2
+    patch_in = PATCH_SIZE * PATCH_SIZE * 3
+
+    def image(patches):
+        return _tower_flops(
+            patches + 2,
+            width,
+            VISION["num_layers"],
+            VISION["intermediate_dim"],
+            patches,
+            patch_in,
+        )
+
+    def head(vectors):
+        return _head_flops(
+            vectors,
+            width,
+            OBJECTIVE["head_hidden_dim"],
+            OBJECTIVE["head_bottleneck_dim"],
+            OBJECTIVE["num_prototypes"],
+            OBJECTIVE["head_num_layers"],
+        )
+
+    text = 2 * _tower_flops(
+        shape.sequence_length,
+        TEXT["hidden_dim"],
+        TEXT["num_layers"],
+        TEXT["intermediate_dim"],
+    )
+    contrastive = 2 * 2 * shape.batch_size * width  # per example, 2 losses
+    student = (
+        2 * image(global_patches)  # masked (iBOT) and unmasked (contrastive)
+        + shape.local_count * image(local_patches)
+        + text
+        + head(shape.local_count)  # DINO on local CLS
+        + head(global_patches)  # iBOT on global patches
+        + contrastive
+    )
+    teacher = image(global_patches) + head(1) + head(global_patches)
+    return {"student": student, "teacher": teacher, "total": 3 * student + teacher}
+
+
+# --- Worker -------------------------------------------------------------------
+
+
+def random_batch(shape, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    b, n = shape.batch_size, (shape.global_size // PATCH_SIZE) ** 2
+    length = shape.sequence_length
+    padding = np.arange(length)[None] < rng.integers(4, length + 1, (b, 1))
+    batch = {
+        "global_images": rng.random(
+            (b, shape.global_size, shape.global_size, 3), dtype="float32"
+        ),
+        "local_images": rng.random(
+            (b, shape.local_count, shape.local_size, shape.local_size, 3),
+            dtype="float32",
+        ),
+        "patch_mask": rng.random((b, n)) < shape.mask_ratio,
+        "web_padding_mask": padding,
+        "synthetic_padding_mask": padding[::-1].copy(),
+        "has_web": np.ones((b,), bool),
+        "has_synthetic": np.ones((b,), bool),
+    }
+    for key in ("web", "synthetic"):
+        ids = rng.integers(2, shape.vocabulary_size, (b, length)).astype("int32")
+        batch[f"{key}_token_ids"] = np.where(batch[f"{key}_padding_mask"], ids, 0)
+    return batch
+
+
+def build_pretrainer(shape, dtype, remat):
+    import keras
+
+    from keras_tips import TIPSBackbone
+    from keras_tips import TIPSTextEncoder
+    from keras_tips import TIPSVisionEncoder
+    from keras_tips.training.optimizers import OptimizerConfig
+    from keras_tips.training.optimizers import build_optimizer
+    from keras_tips.training.pretrainer import TIPSPretrainer
+
+    keras.utils.set_random_seed(0)
+    names = [f"blocks_{i}" for i in range(VISION["num_layers"])]
+    names += [f"resblocks_{i}" for i in range(TEXT["num_layers"])]
+    scope = (
+        keras.RematScope(mode="list_of_layers", layer_names=names)
+        if remat
+        else contextlib.nullcontext()
+    )
+    with scope:
+        backbone = TIPSBackbone(
+            TIPSVisionEncoder(**VISION, name="vision_encoder"),
+            TIPSTextEncoder(
+                vocabulary_size=shape.vocabulary_size,
+                max_sequence_length=shape.sequence_length,
+                **TEXT,
+                name="text_encoder",
+            ),
+            temperature=0.07,
+            dtype=dtype,
+        )
+        pretrainer = TIPSPretrainer(backbone, total_steps=TOTAL_STEPS, **OBJECTIVE)
+    optimizer = build_optimizer(
+        OptimizerConfig(
+            peak_learning_rate=2e-3,
+            total_steps=TOTAL_STEPS,
+            warmup_steps=50,
+            final_learning_rate=1e-5,
+            weight_decay=0.04,
+            global_clipnorm=3.0,
+        )
+    )
+    pretrainer.compile(optimizer=optimizer)
+    return pretrainer
+
+
+def matmul_peak_flops(size=2048, repeats=5, dtype="float32"):
+    """Best FLOP/s of a (size x size) @ (size x size) matmul on this backend,
+    compiled the way the backend runs models (jit / tf.function / eager)."""
+    import keras
+    import numpy as np
+
+    backend = keras.backend.backend()
+    rng = np.random.default_rng(0)
+    a = keras.ops.convert_to_tensor(rng.random((size, size), dtype="float32"))
+    b = keras.ops.convert_to_tensor(rng.random((size, size), dtype="float32"))
+    a, b = keras.ops.cast(a, dtype), keras.ops.cast(b, dtype)
+    if backend == "jax":
+        import jax
+
+        function = jax.jit(lambda x, y: x @ y)
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        function = tf.function(lambda x, y: tf.matmul(x, y))
+    else:
+        import torch
+
+        def function(x, y):
+            with torch.inference_mode():
+                return x @ y
+
+    common.synchronize(function(a, b))
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        common.synchronize(function(a, b))
+        best = max(best, 2 * size**3 / (time.perf_counter() - start))
+    return best
+
+
+def jax_compiled_analysis(pretrainer, batch):
+    """XLA's FLOP count and temporary memory of the jitted loss gradient
+    (forward + backward of the whole objective, no optimizer update)."""
+    import jax
+
+    trainable = [v.value for v in pretrainer.trainable_variables]
+    non_trainable = [v.value for v in pretrainer.non_trainable_variables]
+
+    def loss(trainable, non_trainable, batch):
+        outputs, _ = pretrainer.stateless_call(
+            trainable, non_trainable, batch, training=True
+        )
+        return outputs["loss"]
+
+    compiled = (
+        jax.jit(jax.grad(loss)).lower(trainable, non_trainable, batch).compile()
+    )
+    cost = compiled.cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else {}
+    flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
+    memory = compiled.memory_analysis()
+    temp = getattr(memory, "temp_size_in_bytes", None) if memory else None
+    return flops, temp
+
+
+def worker(dtype, remat, warmup, rounds, steps_per_round, measure_peak):
+    import keras
+    import numpy as np
+
+    backend = keras.backend.backend()
+    shape = batch_shape_from_pipeline()
+    result = {"backend": backend, "dtype": dtype, "remat": remat}
+    if measure_peak:
+        result["matmul_peak_flops"] = matmul_peak_flops()
+    common.log(f"train step {backend} {dtype} remat={remat}: building")
+    pretrainer = build_pretrainer(shape, dtype, remat)
+    batch = {
+        k: keras.ops.convert_to_tensor(v)
+        for k, v in random_batch(shape).items()
+    }
+    rss_before = common.current_rss_bytes()
+    start = time.perf_counter()
+    for _ in range(warmup):
+        logs = pretrainer.train_on_batch(batch, return_dict=True)
+    result["warmup_seconds"] = time.perf_counter() - start
+    result["warmup_steps"] = warmup
+    if not np.isfinite(float(logs["loss"])):
+        raise FloatingPointError(f"non-finite loss {logs['loss']}")
+    common.log(f"train step {backend} {dtype} remat={remat}: timing")
+    rates = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(steps_per_round):
+            logs = pretrainer.train_on_batch(batch, return_dict=True)
+        elapsed = time.perf_counter() - start
+        rates.append(shape.batch_size * steps_per_round / elapsed)
+    result["rates"] = rates
+    result["loss"] = float(logs["loss"])
+    # Transient memory of a step: the RSS peak during two more steps over
+    # the RSS between steps (compiled program, weights, optimizer state and
+    # allocator caches already in place).
+    with common.RssSampler() as sampler:
+        for _ in range(2):
+            pretrainer.train_on_batch(batch, return_dict=True)
+    result["step_rss_transient_bytes"] = sampler.peak - sampler.start
+    result["peak_rss_growth_bytes"] = common.peak_rss_bytes() - rss_before
+    result["batch_size"] = shape.batch_size
+    result["flops_per_image"] = train_step_flops(shape)
+    if backend == "jax":
+        try:
+            flops, temp = jax_compiled_analysis(pretrainer, batch)
+            result["xla_flops_per_image"] = flops / shape.batch_size
+            if temp is not None:
+                result["xla_temp_bytes_per_image"] = temp / shape.batch_size
+        except Exception as error:  # Report, do not lose the timings.
+            result["xla_analysis_error"] = f"{type(error).__name__}: {error}"
+    return result
+
+
+def pipeline_rates(workers=(0, 1), num_batches=30):
+    """Examples/s of the input pipeline at the train step's configuration."""
+    from benchmarks.data_pipeline import TINY_RECIPE_CONFIG
+    from benchmarks.data_pipeline import measure_pipeline_rate
+
+    rates = {}
+    for count in workers:
+        config = dataclasses.replace(TINY_RECIPE_CONFIG, worker_count=count)
+        common.log(f"pipeline: {count} worker(s)")
+        rates[count] = (
+            measure_pipeline_rate(config, num_batches) * config.batch_size
+        )
+    return rates
+
+
+# --- Report -------------------------------------------------------------------
+
+
+def report(results, pipeline, quick):
+    shape = None
+    lines = []
+    rows = []
+    peaks = {}
+    for result in results:
+        backend = result.get("backend")
+        variant = (
+            f"{result.get('dtype')}"
+            + (", remat" if result.get("remat") else "")
+        )
+        if "error" in result:
+            reason = result["error"].strip().splitlines()[-1][:160]
+            rows.append([backend, variant] + ["n/a"] * 7 + [f"failed: {reason}"])
+            continue
+        if "matmul_peak_flops" in result:
+            peaks[backend] = result["matmul_peak_flops"]
+        rate = common.median(result["rates"])
+        flops = result["flops_per_image"]["total"]
+        peak = peaks.get(backend)
+        mfu = rate * flops / peak if peak else None
+        note = []
+        xla_mfu = "n/a"
+        if "xla_flops_per_image" in result and peak:
+            xla_mfu = common.fmt(
+                100 * rate * result["xla_flops_per_image"] / peak, 1, " %"
+            )
+        xla_temp = "n/a"
+        if "xla_temp_bytes_per_image" in result:
+            xla_temp = common.fmt(result["xla_temp_bytes_per_image"] / 2**20, 2)
+        if "xla_analysis_error" in result:
+            note.append("XLA analysis failed")
+        note.append(f"compile + {result['warmup_steps']} warm-up steps "
+                    f"{result['warmup_seconds']:.0f} s")
+        rows.append(
+            [
+                backend,
+                variant,
+                common.fmt_rate(rate),
+                common.fmt(1e3 * result["batch_size"] / rate, 0),
+                common.fmt(100 * mfu if mfu else None, 2, " %"),
+                xla_mfu,
+                common.fmt(
+                    result["step_rss_transient_bytes"]
+                    / result["batch_size"]
+                    / 2**20,
+                    2,
+                ),
+                common.fmt(
+                    result["peak_rss_growth_bytes"] / result["batch_size"] / 2**20,
+                    2,
+                ),
+                xla_temp,
+                "; ".join(note),
+            ]
+        )
+        shape = result
+    if shape is not None:
+        flops = shape["flops_per_image"]
+        lines += [
+            f"Train step of the `tiny_shapes` model, batch {shape['batch_size']} "
+            "(one image = one example: a 56 px global crop, two 28 px local "
+            "crops, a 75 % iBOT mask, two 16-token captions). Analytic model "
+            f"FLOPs per image: {flops['total'] / 1e9:.3f} GFLOP "
+            f"(student forward {flops['student'] / 1e6:.1f} MFLOP x 3, "
+            f"teacher forward {flops['teacher'] / 1e6:.1f} MFLOP).",
+            "",
+        ]
+    peak_text = ", ".join(
+        f"{b} {p / 1e9:.0f} GFLOP/s" for b, p in sorted(peaks.items())
+    )
+    lines += [
+        f"Measured float32 matmul peak (2048³): {peak_text or 'n/a'}.",
+        "",
+        common.markdown_table(
+            [
+                "backend",
+                "variant",
+                "images/s",
+                "ms/step",
+                "MFU (analytic)",
+                "MFU (XLA count)",
+                "step transient MiB/img",
+                "peak growth MiB/img",
+                "XLA temp MiB/img",
+                "notes",
+            ],
+            rows,
+            align="llrrrrrrrl",
+        ),
+        "",
+    ]
+    if pipeline:
+        fp32 = {
+            r["backend"]: common.median(r["rates"])
+            for r in results
+            if "error" not in r and r["dtype"] == "float32" and not r["remat"]
+        }
+        pipe_rows = []
+        for workers, rate in sorted(pipeline.items()):
+            ratios = ", ".join(
+                f"{b} {rate / s:.1f}×" for b, s in sorted(fp32.items())
+            )
+            pipe_rows.append([workers, common.fmt_rate(rate), ratios or "n/a"])
+        lines += [
+            "Input pipeline at the same batch (examples/s, measured alone) "
+            "against the float32 train step:",
+            "",
+            common.markdown_table(
+                ["pipeline workers", "examples/s", "pipeline / train step"],
+                pipe_rows,
+                align="rrl",
+            ),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def run(quick=False, backends=common.BACKENDS, variants=VARIANTS, timeout=None):
+    """One process per (backend, variant); returns (results, Markdown)."""
+    results = []
+    for backend in backends:
+        for index, (dtype, remat) in enumerate(variants):
+            common.log(f"train step: {backend} {dtype} remat={remat}")
+            arguments = ["--dtype", dtype]
+            if remat:
+                arguments.append("--remat")
+            if quick:
+                arguments.append("--quick")
+            if index == 0:
+                arguments.append("--measure-peak")
+            result = common.run_worker(
+                os.path.abspath(__file__), backend, arguments, timeout=timeout
+            )
+            result.update({"backend": backend, "dtype": dtype, "remat": remat})
+            results.append(result)
+    common.log("pipeline rate")
+    pipeline = pipeline_rates(num_batches=15 if quick else 50)
+    return results, pipeline, report(results, pipeline, quick)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="Fewer steps.")
+    parser.add_argument("--backends", nargs="+", default=list(common.BACKENDS))
+    parser.add_argument("--output", help="Also write the Markdown to this file.")
+    parser.add_argument("--worker-output", help=argparse.SUPPRESS)
+    parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
+    parser.add_argument("--remat", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--measure-peak", action="store_true", help=argparse.SUPPRESS
+    )
+    args = parser.parse_args(argv)
+    if args.worker_output:
+        warmup, rounds, steps = (2, 3, 2) if args.quick else (3, 5, 4)
+        common.write_worker_output(
+            args.worker_output,
+            worker(args.dtype, args.remat, warmup, rounds, steps, args.measure_peak),
+        )
+        return 0
+    _, _, markdown = run(args.quick, args.backends)
+    print(markdown)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(markdown + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

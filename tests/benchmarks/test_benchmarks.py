@@ -1,0 +1,81 @@
+"""The benchmarks compare like with like, and their reports add up.
+
+No speed is asserted here: these tests only check that the plain PyTorch
+peer computes the same network as `keras_tips` and that the report code
+turns measured rates into the right ratios.
+"""
+
+import numpy as np
+import pytest
+
+from benchmarks import image_encoder
+from benchmarks import run_all
+from benchmarks import train_step
+
+
+def test_plain_torch_peer_computes_the_keras_tips_network():
+    torch = pytest.importorskip("torch")
+    import keras
+
+    from benchmarks.torch_vit import PlainTorchViT
+    from keras_tips import TIPSVisionEncoder
+    from keras_tips.conversion.official_checkpoint import export_official_state
+    from keras_tips.conversion.official_checkpoint import vision_weight_map
+
+    keras.utils.set_random_seed(0)
+    size = dict(hidden_dim=32, num_layers=2, num_heads=2, intermediate_dim=64)
+    encoder = TIPSVisionEncoder(**size, position_grid_size=4, layer_scale_init_value=0.5)
+    encoder.build((None, 56, 56, 3))
+    state = export_official_state(vision_weight_map(encoder))
+    peer = PlainTorchViT(**size, image_size=56).eval()
+    peer.load_official_state(state)
+    images = np.random.default_rng(1).random((2, 56, 56, 3), dtype="float32")
+    expected = encoder(images)
+    with torch.inference_mode():
+        tokens = peer(torch.from_numpy(images)).numpy()
+    np.testing.assert_allclose(tokens[:, 0], keras.ops.convert_to_numpy(expected["cls_1"]), atol=1e-5)
+    np.testing.assert_allclose(tokens[:, 1], keras.ops.convert_to_numpy(expected["cls_2"]), atol=1e-5)
+    np.testing.assert_allclose(tokens[:, 2:], keras.ops.convert_to_numpy(expected["patches"]), atol=1e-5)
+
+
+def _case(size, side, batch, rates):
+    return {"size": size, "image_side": side, "batch": batch, "rounds": len(rates["keras_tips"]), "rates": rates}
+
+
+def test_image_encoder_report_gives_per_round_median_ratios():
+    results = [
+        {"backend": "jax", "cases": [_case("S/14", 224, 8, {"keras_tips": [20.0, 30.0, 40.0], "dinov2": [10.0, 10.0, 40.0]})]},
+        {"backend": "torch", "cases": [_case("S/14", 224, 8, {
+            "keras_tips": [30.0, 30.0, 30.0], "dinov2": [15.0, 15.0, 15.0],
+            "plain_torch": [20.0, 20.0, 20.0], "keras_tips_keras_ops": [10.0, 10.0, 10.0]})]},
+        {"backend": "tensorflow", "error": "exit code 1: boom"},
+    ]
+    markdown = image_encoder.report(results, quick=True)
+    # JAX: per-round ratios 2, 3, 1 -> median 2; against plain PyTorch 30 / 20.
+    assert "| jax | 30.0 | 10.0 | (20.0) | 2.00× | 1.50× | 3 |" in markdown
+    assert "| torch | 30.0 | 15.0 | 20.0 | 2.00× | 1.50× | 3 |" in markdown
+    assert "| tensorflow | n/a |" in markdown
+    assert "| S/14, 224 px, batch 8 | 10.0 | 30.0 | 3.00× |" in markdown
+    assert "tensorflow: failed: `exit code 1: boom`" in markdown
+
+
+def test_train_step_flops_count_the_trained_path_three_times():
+    shape = train_step.batch_shape_from_pipeline()
+    flops = train_step.train_step_flops(shape)
+    assert flops["total"] == 3 * flops["student"] + flops["teacher"]
+    # The student runs the global crop twice (masked and unmasked) and the
+    # local crops; the teacher only the global crop.
+    one_crop = train_step._tower_flops(
+        (shape.global_size // 14) ** 2 + 2,
+        train_step.VISION["hidden_dim"],
+        train_step.VISION["num_layers"],
+        train_step.VISION["intermediate_dim"],
+        (shape.global_size // 14) ** 2,
+        14 * 14 * 3,
+    )
+    assert flops["student"] > 2 * one_crop > flops["teacher"] > one_crop
+
+
+def test_run_all_header_names_machine_and_versions():
+    text = "\n".join(run_all.header(False, ["jax"], 90.0))
+    assert "logical cores" in text and "keras " in text and "1.5 min" in text
