@@ -9,9 +9,10 @@ unk id 1, no BOS/EOS, lower-case text) from an iterable of texts, with the
 
 import io
 import os
-import tempfile
 
 import sentencepiece as spm
+
+from keras_tips.atomic_files import write_atomically
 
 from keras_tips.models.tips_tokenizer import lower_ascii
 
@@ -87,19 +88,7 @@ def shapes_vocabulary(path=None, num_examples=2000, image_size=56, seed=0):
     texts.append(" ".join(words))
     model = train_sentencepiece(texts)
     if path:
-        # Written to a temporary file and renamed, so a run killed here never
-        # leaves a truncated vocabulary for the next run to read.
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(model)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        # Atomic, so a run killed here never leaves a truncated vocabulary
+        # for the next run to read.
+        write_atomically(path, model)
     return model

@@ -12,11 +12,13 @@ import tempfile
 import keras
 import numpy as np
 
+from keras_tips.atomic_files import TMP_PREFIX
+from keras_tips.atomic_files import write_atomically
+
 LATEST = "latest"
 WEIGHTS_FILE = "model.weights.h5"
 STATE_FILE = "state.json"
 STAGING_PREFIX = ".staging-"
-TMP_PREFIX = ".tmp-"
 CHECKPOINT_NAME = re.compile(r"^step_\d{8,}$")
 
 logger = logging.getLogger(__name__)
@@ -24,16 +26,6 @@ logger = logging.getLogger(__name__)
 
 class CheckpointError(RuntimeError):
     """A checkpoint could not be written or read."""
-
-
-def _write_atomically(path, text):
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=directory)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _all_finite(model):
@@ -144,7 +136,7 @@ def save_checkpoint(model, directory, step, extra_state=None, keep=2):
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _write_atomically(os.path.join(directory, LATEST), name)
+    write_atomically(os.path.join(directory, LATEST), name)
     entries = os.listdir(directory)
     complete = sorted(d for d in entries if CHECKPOINT_NAME.match(d))
     for old in complete[:-keep]:

@@ -12,10 +12,10 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
 
 import keras
 
+from keras_tips.atomic_files import write_atomically
 from keras_tips.training.checkpoint import PeriodicCheckpoint
 from keras_tips.training.checkpoint import SkipNonFiniteSteps
 from keras_tips.training.checkpoint import SkipNonFiniteUpdates
@@ -190,13 +190,7 @@ def _truncate_history(path, step):
             kept.append(json.dumps(record) + "\n")
     if kept == lines:
         return
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.writelines(kept)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomically(path, "".join(kept))
 
 
 def read_history(output_dir):
