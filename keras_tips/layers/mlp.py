@@ -235,13 +235,7 @@ def _tf_dense(layer, inputs, activation=None):
     outputs = tf.matmul(tf.reshape(inputs, [-1, kernel.shape[0]]), kernel)
     if layer.use_bias:
         outputs = tf.nn.bias_add(outputs, tf.cast(layer.bias.value, inputs.dtype))
-    if activation == "gelu":
-        if _tf_in_xla_context():
-            outputs = gelu(outputs)
-        else:
-            outputs = tf.nn.gelu(outputs, approximate=False)
-    elif activation == "relu":
-        outputs = tf.nn.relu(outputs)
+    outputs = activate(outputs, activation)
     static_shape = inputs.shape[:-1].concatenate([units])
     if static_shape.is_fully_defined():
         return tf.reshape(outputs, static_shape)

@@ -11,7 +11,31 @@ from keras_tips.layers.mlp import torch_inference_kernels
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
-class VisionTransformerBlock(keras.layers.Layer):
+class _TokenRematBlock(keras.layers.Layer):
+    """A transformer block that `keras.RematScope` rematerialises (recomputes
+    in the backward pass) with respect to its tokens only.
+
+    Keras' own rematerialisation passes every argument of `call` through the
+    checkpoint: JAX then traces the `training` flag and cannot branch on it,
+    TensorFlow graphs reject keyword arguments to a custom gradient and a
+    boolean padding mask as a differentiable input. Here the other arguments
+    are closed over, so only the float tokens (the first argument) cross the
+    checkpoint, on every backend.
+    """
+
+    def rematerialized_call(self, layer_call, *args, **kwargs):
+        if super().rematerialized_call(layer_call, *args, **kwargs) is layer_call:
+            return layer_call  # Not selected by the active RematScope.
+
+        def call(tokens, *call_args, **call_kwargs):
+            return keras.remat(
+                lambda inputs: layer_call(inputs, *call_args, **call_kwargs)
+            )(tokens)
+
+        return call
+
+
+class VisionTransformerBlock(_TokenRematBlock):
     """DINOv2-style block: `x + LS(attn(LN(x)))`, then `x + LS(ffn(LN(x)))`.
 
     Args:
@@ -92,20 +116,6 @@ class VisionTransformerBlock(keras.layers.Layer):
         )
         return x
 
-    def rematerialized_call(self, layer_call, *args, **kwargs):
-        """Makes `keras.RematScope` work on this block on every backend
-        (see `_rematerialize_tokens`)."""
-        remat_call = super().rematerialized_call(layer_call, *args, **kwargs)
-        if remat_call is layer_call:
-            return layer_call
-
-        def call(inputs, training=None, value_only=False):
-            return _rematerialize_tokens(
-                layer_call, inputs, training=training, value_only=value_only
-            )
-
-        return call
-
     def torch_inference_call(self, inputs, value_only=False):
         """The block in fused PyTorch ops (inference only; see
         `keras_tips.layers.mlp.torch_inference_kernels`): LayerNorm, the
@@ -139,7 +149,7 @@ class VisionTransformerBlock(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
-class TextTransformerBlock(keras.layers.Layer):
+class TextTransformerBlock(_TokenRematBlock):
     """Bidirectional pre-norm block with a key-padding mask and ReLU MLP.
 
     The official text tower also zeroes the MLP output at padding positions;
@@ -180,18 +190,6 @@ class TextTransformerBlock(keras.layers.Layer):
         for layer in (self.norm1, self.attention, self.norm2, self.mlp):
             layer.build(input_shape)
 
-    def rematerialized_call(self, layer_call, *args, **kwargs):
-        """Makes `keras.RematScope` work on this block on every backend
-        (see `_rematerialize_tokens`)."""
-        remat_call = super().rematerialized_call(layer_call, *args, **kwargs)
-        if remat_call is layer_call:
-            return layer_call
-
-        def call(inputs, padding_mask):
-            return _rematerialize_tokens(layer_call, inputs, padding_mask)
-
-        return call
-
     def call(self, inputs, padding_mask):
         x = inputs + self.attention(
             self.norm1(inputs), key_padding_mask=padding_mask
@@ -211,21 +209,6 @@ class TextTransformerBlock(keras.layers.Layer):
             }
         )
         return config
-
-
-def _rematerialize_tokens(layer_call, inputs, *args, **kwargs):
-    """`layer_call(inputs, *args, **kwargs)`, rematerialised (recomputed in
-    the backward pass) with respect to the tokens `inputs` only.
-
-    Keras' own rematerialisation passes every argument through the
-    checkpoint: JAX then traces the `training` flag and cannot branch on it,
-    TensorFlow graphs reject keyword arguments to a custom gradient and a
-    boolean padding mask as a differentiable input. Here the other arguments
-    are closed over, so only the float tokens cross the checkpoint.
-    """
-    return keras.remat(lambda tokens: layer_call(tokens, *args, **kwargs))(
-        inputs
-    )
 
 
 def _torch_layer_norm(layer, x):
