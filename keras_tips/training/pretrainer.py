@@ -1,7 +1,5 @@
 """`TIPSPretrainer`: the full TIPS objective as a Keras `train_step`."""
 
-import math
-
 import keras
 from keras import ops
 
@@ -12,7 +10,6 @@ from keras_tips.losses.dino import sinkhorn_knopp_teacher_probs
 from keras_tips.losses.dino import updated_center
 from keras_tips.losses.ibot import ibot_patch_loss
 from keras_tips.losses.koleo import koleo_loss
-from keras_tips.models.tips_backbone import TIPSBackbone
 from keras_tips.training.heads import DINOHead
 from keras_tips.training.schedules import cosine_schedule
 from keras_tips.training.schedules import linear_warmup_then_constant

@@ -1,6 +1,5 @@
 """The EMA teacher: a frozen copy of student layers, updated by momentum."""
 
-import keras
 from keras import ops
 
 

@@ -24,6 +24,7 @@ from keras_tips.training.checkpoint import latest_checkpoint
 from keras_tips.training.checkpoint import restore_checkpoint
 from keras_tips.training.checkpoint import save_checkpoint
 from tests.robustness import cli_runs
+from tests.robustness import damage
 from tests.robustness.save_worker import fill
 from tests.robustness.save_worker import tiny_model
 from tests.training.pretrain_fixtures import numpy_weights
@@ -158,29 +159,13 @@ def test_latest_holding_junk(tmp_path, content):
         restore_checkpoint(tiny_model(), directory)
 
 
-def _truncate(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    with open(path, "wb") as f:
-        f.write(data[: len(data) // 2])
-
-
-def _flip_bytes(path):
-    with open(path, "rb") as f:
-        data = bytearray(f.read())
-    middle = len(data) // 2
-    data[middle : middle + 16] = bytes(255 - b for b in data[middle : middle + 16])
-    with open(path, "wb") as f:
-        f.write(bytes(data))
-
-
 @pytest.mark.parametrize(
     "file, damage, message",
     [
-        ("model.weights.h5", _truncate, "model.weights.h5"),
-        ("model.weights.h5", _flip_bytes, "model.weights.h5.*altered"),
+        ("model.weights.h5", damage.truncate, "model.weights.h5"),
+        ("model.weights.h5", damage.flip_bytes, "model.weights.h5.*altered"),
         ("model.weights.h5", os.remove, "model.weights.h5.*missing"),
-        ("state.json", _truncate, "state.json"),
+        ("state.json", damage.truncate, "state.json"),
         ("state.json", os.remove, "incomplete or missing"),
     ],
 )

@@ -7,7 +7,6 @@ import json
 import os
 import struct
 import tempfile
-import zipfile
 
 import numpy as np
 import pytest

@@ -19,8 +19,9 @@ from keras_tips.conversion.official_checkpoint import CheckpointError
 from keras_tips.conversion.official_checkpoint import read_npz
 from keras_tips.training.checkpoint import restore_checkpoint
 from keras_tips.training.checkpoint import save_checkpoint
-from tests.conftest import reference_config
+from tests.conftest import convert_reference
 from tests.conftest import reference_dir
+from tests.robustness import damage
 from tests.robustness.save_worker import fill
 from tests.robustness.save_worker import tiny_model
 
@@ -46,10 +47,7 @@ def no_pickle(monkeypatch):
 def test_everything_loads_in_safe_mode_without_pickle(
     reference_presets, tmp_path, no_pickle
 ):
-    from keras_tips import convert_official_checkpoint
-
     directory = reference_dir("tips_tiny")
-    config = reference_config("tips_tiny")
     checkpoints = str(tmp_path / "checkpoints")
     model = tiny_model()
     fill(model, 2)
@@ -57,16 +55,7 @@ def test_everything_loads_in_safe_mode_without_pickle(
     for name in ("vision.npz", "text.npz"):
         assert read_npz(os.path.join(directory, name))
     converted = str(tmp_path / "converted")
-    convert_official_checkpoint(
-        output_dir=converted,
-        vision_path=os.path.join(directory, "vision.npz"),
-        text_path=os.path.join(directory, "text.npz"),
-        tokenizer_path=os.path.join(directory, "tokenizer.model"),
-        image_size=config["vision"]["img_size"],
-        vision_num_heads=config["vision"]["heads"],
-        text_num_heads=config["text"]["num_heads"],
-        max_sequence_length=config["text"]["max_len"],
-    )
+    convert_reference("tips_tiny", converted)
     model = TIPSModel.from_preset(converted)
     assert np.isfinite(model.encode_texts(["a red square"])).all()
     # Loading did not switch safe mode off for the process.
@@ -83,22 +72,6 @@ def test_everything_loads_in_safe_mode_without_pickle(
 
 
 # --- Damaged presets ----------------------------------------------------------
-
-
-def _truncate(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    with open(path, "wb") as f:
-        f.write(data[: len(data) // 2])
-
-
-def _zero_header(path):
-    with open(path, "r+b") as f:
-        f.write(b"\0" * 512)
-
-
-def _empty(path):
-    open(path, "wb").close()
 
 
 def _nan_values(path):
@@ -119,15 +92,15 @@ def _nan_values(path):
 @pytest.mark.parametrize(
     "file, damage, error, message",
     [
-        ("model.weights.h5", _truncate, OSError, "model.weights.h5"),
-        ("model.weights.h5", _zero_header, OSError, "model.weights.h5"),
-        ("model.weights.h5", _empty, OSError, "model.weights.h5"),
+        ("model.weights.h5", damage.truncate, OSError, "model.weights.h5"),
+        ("model.weights.h5", damage.zero_header, OSError, "model.weights.h5"),
+        ("model.weights.h5", damage.empty, OSError, "model.weights.h5"),
         ("model.weights.h5", _nan_values, ValueError, "model.weights.h5.*NaN"),
-        ("config.json", _truncate, ValueError, "config.json"),
-        ("task.json", _empty, ValueError, "task.json"),
+        ("config.json", damage.truncate, ValueError, "config.json"),
+        ("task.json", damage.empty, ValueError, "task.json"),
         (
             os.path.join("assets", "tokenizer", "vocabulary.spm"),
-            _truncate,
+            damage.truncate,
             ValueError,
             "vocabulary.spm",
         ),
@@ -193,7 +166,7 @@ def test_converter_names_a_truncated_npz(tmp_path):
     directory = reference_dir("tips_tiny")
     vision = str(tmp_path / "vision.npz")
     shutil.copy(os.path.join(directory, "vision.npz"), vision)
-    _truncate(vision)
+    damage.truncate(vision)
     with pytest.raises(CheckpointError, match="vision.npz"):
         convert_official_checkpoint(
             output_dir=str(tmp_path / "out"),
