@@ -262,6 +262,15 @@ def git_revision():
 # --- Markdown ---------------------------------------------------------------
 
 
+def report_markdown(markdown, output=None):
+    """Prints a report and, given a path, also writes it there."""
+    print(markdown)
+    if output:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(markdown + "\n")
+        log(f"wrote {output}")
+
+
 def markdown_table(headers, rows, align=None):
     """A Markdown table; `align` is a string of 'l'/'r' per column
     (default: first column left, the others right)."""

@@ -357,10 +357,7 @@ def main(argv=None):
         common.write_worker_output(args.worker_output, worker(cases, args.full))
         return 0
     _, markdown = run(args.quick, args.backends, args.full)
-    print(markdown)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(markdown + "\n")
+    common.report_markdown(markdown, args.output)
     return 0
 
 

@@ -74,11 +74,7 @@ def main(argv=None):
     lines += ["## Image-encoder inference", "", image_markdown, ""]
     lines += ["## Train step and input pipeline", "", step_markdown, ""]
     failed = [r for r in image_results + step_results if "error" in r]
-    markdown = "\n".join(lines)
-    with open(args.output, "w", encoding="utf-8") as f:
-        f.write(markdown)
-    print(markdown)
-    common.log(f"wrote {args.output}")
+    common.report_markdown("\n".join(lines), args.output)
     # A failed worker is reported in the tables; the exit code says so too.
     return 1 if failed else 0
 

@@ -61,25 +61,21 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import common  # noqa: E402
 
-# The tiny_shapes recipe's model (recipes/tiny_shapes.py).
-VISION = dict(
-    hidden_dim=96,
-    num_layers=4,
-    num_heads=3,
-    intermediate_dim=384,
-    position_grid_size=4,
-    layer_scale_init_value=0.1,
-)
-TEXT = dict(hidden_dim=96, num_layers=2, num_heads=3, intermediate_dim=384)
-OBJECTIVE = dict(
-    num_prototypes=1024,
-    head_hidden_dim=256,
-    head_bottleneck_dim=64,
-    head_num_layers=3,
-    teacher_momentum=(0.99, 1.0),
-    teacher_temperature=(0.04, 0.07),
-    teacher_temperature_warmup_steps=100,
-)
+# The model, objective and optimizer are those of the tiny_shapes recipe.
+TINY_SHAPES_RECIPE = os.path.join(common.REPOSITORY_ROOT, "recipes", "tiny_shapes.py")
+
+
+def tiny_recipe(shape=None, dtype=None):
+    """The tiny_shapes recipe with the benchmark's caption length, dtype and
+    schedule length."""
+    from keras_tips.training.recipe import load_recipe
+
+    overrides = [f"model.dtype={dtype!r}", f"train.total_steps={TOTAL_STEPS}"]
+    if shape is not None:
+        overrides.append(f"model.text.max_sequence_length={shape.sequence_length}")
+    return load_recipe(TINY_SHAPES_RECIPE, overrides)
+
+
 TOTAL_STEPS = 600
 PATCH_SIZE = 14
 
@@ -157,7 +153,9 @@ def train_step_flops(shape):
     Returns:
         dict with "student", "teacher" (forward FLOPs) and "total".
     """
-    width = VISION["hidden_dim"]
+    recipe = tiny_recipe(shape)
+    vision, objective = recipe.model.vision, recipe.objective
+    width = vision["hidden_dim"]
     global_patches = (shape.global_size // PATCH_SIZE) ** 2
     local_patches = (shape.local_size // PATCH_SIZE) ** 2
     patch_in = PATCH_SIZE * PATCH_SIZE * 3
@@ -166,8 +164,8 @@ def train_step_flops(shape):
         return _tower_flops(
             patches + 2,
             width,
-            VISION["num_layers"],
-            VISION["intermediate_dim"],
+            vision["num_layers"],
+            vision["intermediate_dim"],
             patches,
             patch_in,
         )
@@ -176,17 +174,17 @@ def train_step_flops(shape):
         return _head_flops(
             vectors,
             width,
-            OBJECTIVE["head_hidden_dim"],
-            OBJECTIVE["head_bottleneck_dim"],
-            OBJECTIVE["num_prototypes"],
-            OBJECTIVE["head_num_layers"],
+            objective.head_hidden_dim,
+            objective.head_bottleneck_dim,
+            objective.num_prototypes,
+            objective.head_num_layers,
         )
 
     text = 2 * _tower_flops(
         shape.sequence_length,
-        TEXT["hidden_dim"],
-        TEXT["num_layers"],
-        TEXT["intermediate_dim"],
+        recipe.model.text["hidden_dim"],
+        recipe.model.text["num_layers"],
+        recipe.model.text["intermediate_dim"],
     )
     contrastive = 2 * 2 * shape.batch_size * width  # per example, 2 losses
     student = (
@@ -234,46 +232,19 @@ def random_batch(shape, seed=0):
 def build_pretrainer(shape, dtype, remat):
     import keras
 
-    from keras_tips import TIPSBackbone
-    from keras_tips import TIPSTextEncoder
-    from keras_tips import TIPSVisionEncoder
-    from keras_tips.training.optimizers import OptimizerConfig
-    from keras_tips.training.optimizers import build_optimizer
-    from keras_tips.training.pretrainer import TIPSPretrainer
+    from keras_tips.training.loop import build_pretrainer as build_from_recipe
 
+    recipe = tiny_recipe(shape, dtype)
     keras.utils.set_random_seed(0)
-    names = [f"blocks_{i}" for i in range(VISION["num_layers"])]
-    names += [f"resblocks_{i}" for i in range(TEXT["num_layers"])]
+    names = [f"blocks_{i}" for i in range(recipe.model.vision["num_layers"])]
+    names += [f"resblocks_{i}" for i in range(recipe.model.text["num_layers"])]
     scope = (
         keras.RematScope(mode="list_of_layers", layer_names=names)
         if remat
         else contextlib.nullcontext()
     )
     with scope:
-        backbone = TIPSBackbone(
-            TIPSVisionEncoder(**VISION, name="vision_encoder"),
-            TIPSTextEncoder(
-                vocabulary_size=shape.vocabulary_size,
-                max_sequence_length=shape.sequence_length,
-                **TEXT,
-                name="text_encoder",
-            ),
-            temperature=0.07,
-            dtype=dtype,
-        )
-        pretrainer = TIPSPretrainer(backbone, total_steps=TOTAL_STEPS, **OBJECTIVE)
-    optimizer = build_optimizer(
-        OptimizerConfig(
-            peak_learning_rate=2e-3,
-            total_steps=TOTAL_STEPS,
-            warmup_steps=50,
-            final_learning_rate=1e-5,
-            weight_decay=0.04,
-            global_clipnorm=3.0,
-        )
-    )
-    pretrainer.compile(optimizer=optimizer)
-    return pretrainer
+        return build_from_recipe(recipe, shape.vocabulary_size)
 
 
 def matmul_peak_flops(size=2048, repeats=5, dtype="float32"):
@@ -570,10 +541,7 @@ def main(argv=None):
         )
         return 0
     _, _, markdown = run(args.quick, args.backends)
-    print(markdown)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(markdown + "\n")
+    common.report_markdown(markdown, args.output)
     return 0
 
 

@@ -65,11 +65,12 @@ def test_train_step_flops_count_the_trained_path_three_times():
     assert flops["total"] == 3 * flops["student"] + flops["teacher"]
     # The student runs the global crop twice (masked and unmasked) and the
     # local crops; the teacher only the global crop.
+    vision = train_step.tiny_recipe(shape).model.vision
     one_crop = train_step._tower_flops(
         (shape.global_size // 14) ** 2 + 2,
-        train_step.VISION["hidden_dim"],
-        train_step.VISION["num_layers"],
-        train_step.VISION["intermediate_dim"],
+        vision["hidden_dim"],
+        vision["num_layers"],
+        vision["intermediate_dim"],
         (shape.global_size // 14) ** 2,
         14 * 14 * 3,
     )
