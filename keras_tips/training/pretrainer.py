@@ -10,6 +10,8 @@ from keras_tips.losses.dino import sinkhorn_knopp_teacher_probs
 from keras_tips.losses.dino import updated_center
 from keras_tips.losses.ibot import ibot_patch_loss
 from keras_tips.losses.koleo import koleo_loss
+from keras_tips.training.diagnostics import diagnostic_names
+from keras_tips.training.diagnostics import target_diagnostics
 from keras_tips.training.heads import DINOHead
 from keras_tips.training.schedules import cosine_schedule
 from keras_tips.training.schedules import linear_warmup_then_constant
@@ -31,6 +33,11 @@ LOGGED = LOSS_TERMS + (
     "teacher_momentum",
     "teacher_temperature",
 )
+# Whether self-distillation is alive (see `keras_tips.training.diagnostics`):
+# teacher entropy against ln K, prototypes in use, student-teacher agreement
+# and centre norm, for the CLS (`distill_*`) and patch (`mask_*`) targets.
+DIAGNOSTICS = diagnostic_names("distill") + diagnostic_names("mask")
+LOGGED = LOGGED + DIAGNOSTICS
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
@@ -332,6 +339,7 @@ class TIPSPretrainer(keras.Model):
         # Self-distillation and masked image modelling against the teacher.
         terms["distill"] = ops.zeros((), "float32")
         terms["mask"] = ops.zeros((), "float32")
+        terms.update({name: ops.zeros((), "float32") for name in DIAGNOSTICS})
         if self.uses_teacher:
             teacher_outputs = self.teacher_vision_encoder(images, training=False)
             teacher_dino, teacher_ibot = self._teacher_heads_of()
@@ -357,17 +365,35 @@ class TIPSPretrainer(keras.Model):
                     ops.expand_dims(teacher_probs, 1),
                     self.student_temperature,
                 )
+                terms.update(
+                    target_diagnostics(
+                        "distill",
+                        student_logits,
+                        ops.expand_dims(teacher_probs, 1),
+                        self.dino_center,
+                    )
+                )
             if self.mask_weight > 0:
                 teacher_patch_probs = self._teacher_probs(
                     teacher_ibot(teacher_outputs["patches"]),
                     self.ibot_center,
                     teacher_temperature,
                 )
+                student_patch_logits = self.ibot_head(masked_outputs["patches"])
                 terms["mask"] = ibot_patch_loss(
-                    self.ibot_head(masked_outputs["patches"]),
+                    student_patch_logits,
                     teacher_patch_probs,
                     patch_mask,
                     self.student_temperature,
+                )
+                terms.update(
+                    target_diagnostics(
+                        "mask",
+                        student_patch_logits,
+                        teacher_patch_probs,
+                        self.ibot_center,
+                        mask=patch_mask,
+                    )
                 )
         terms["koleo"] = (
             koleo_loss(ops.cast(outputs["cls_1"], "float32"))
