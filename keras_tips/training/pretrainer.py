@@ -94,6 +94,15 @@ class TIPSPretrainer(keras.Model):
         student_temperature: float (0.1).
         center_momentum: float (0.9).
         centering: `"centering"` (momentum centre) or `"sinkhorn_knopp"`.
+        self_distillation_start_step: int. The distillation and masking
+            terms join the loss at this step (0: from the first step).
+            Before it they are still computed and logged, the teacher and
+            the centres still follow the student, but they send no
+            gradient. A small model starts with nearly the same CLS token
+            for every image, so the teacher's targets carry no information
+            and the two terms pull the student towards image-independent
+            outputs; a contrastive-only start lets the features diversify
+            first (see `keras_tips.training.diagnostics`).
         contrastive_view: `"unmasked"`: the contrastive loss sees the whole
             global crop (one more student pass when a patch mask is given);
             `"masked"`: it reuses the masked pass of the iBOT loss (cheaper,
@@ -130,6 +139,7 @@ class TIPSPretrainer(keras.Model):
         center_momentum=0.9,
         centering="centering",
         contrastive_view="unmasked",
+        self_distillation_start_step=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -147,6 +157,11 @@ class TIPSPretrainer(keras.Model):
             raise ValueError(
                 "`centering` must be 'centering' or 'sinkhorn_knopp'; received "
                 f"{centering!r}."
+            )
+        if int(self_distillation_start_step) < 0:
+            raise ValueError(
+                "`self_distillation_start_step` must be >= 0; received "
+                f"{self_distillation_start_step}."
             )
         if int(total_steps) < 1:
             raise ValueError(f"`total_steps` must be >= 1; received {total_steps}.")
@@ -169,6 +184,7 @@ class TIPSPretrainer(keras.Model):
         self.center_momentum = float(center_momentum)
         self.centering = centering
         self.contrastive_view = contrastive_view
+        self.self_distillation_start_step = int(self_distillation_start_step)
 
         width = backbone.vision_encoder.hidden_dim
         self.uses_teacher = self.distill_weight > 0 or self.mask_weight > 0
@@ -401,10 +417,14 @@ class TIPSPretrainer(keras.Model):
             else ops.zeros((), "float32")
         )
         terms = {k: ops.cast(v, "float32") for k, v in terms.items()}
+        started = ops.cast(step >= self.self_distillation_start_step, "float32")
         terms["loss"] = (
             contrastive
-            + self.distill_weight * terms["distill"]
-            + self.mask_weight * terms["mask"]
+            + started
+            * (
+                self.distill_weight * terms["distill"]
+                + self.mask_weight * terms["mask"]
+            )
             + self.koleo_weight * terms["koleo"]
         )
         terms["temperature_web"] = head.temperature
@@ -470,6 +490,7 @@ class TIPSPretrainer(keras.Model):
                 "center_momentum": self.center_momentum,
                 "centering": self.centering,
                 "contrastive_view": self.contrastive_view,
+                "self_distillation_start_step": self.self_distillation_start_step,
             }
         )
         return config
