@@ -69,7 +69,7 @@ def build_source(data):
 
         dataset = ShapesDataset(
             "train", data.num_examples, data.image_size, seed=data.seed,
-            max_objects=data.max_objects,
+            max_objects=data.max_objects, object_scale=data.object_scale,
         )
         return dataset.image_text_source()
     if data.source == "jsonl":

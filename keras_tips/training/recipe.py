@@ -56,6 +56,7 @@ class ObjectiveConfig:
     center_momentum: float = 0.9
     centering: str = "centering"
     contrastive_view: str = "unmasked"
+    self_distillation_start_step: int = 0
 
 
 @dataclasses.dataclass
@@ -69,6 +70,7 @@ class DataConfig:
         num_examples: size of the generated shapes training split.
         image_size: side of the generated shapes images.
         max_objects: most shapes per generated scene.
+        object_scale: multiplies the side of every generated shape.
         tokenizer: SentencePiece model file; None builds the shapes
             vocabulary (shapes only).
         sequence_length: tokens per caption.
@@ -80,6 +82,7 @@ class DataConfig:
     num_examples: int = 4000
     image_size: int = 56
     max_objects: int = 4
+    object_scale: float = 1.0
     seed: int = 0
     tokenizer: str | None = None
     sequence_length: int = 64
