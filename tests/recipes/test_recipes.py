@@ -8,7 +8,7 @@ import sys
 import keras
 import pytest
 
-from keras_tips.cli.pretrain import ablation_recipes
+from keras_tips.training.ablation import ablation_recipes
 from keras_tips.training.recipe import apply_overrides
 from keras_tips.training.recipe import load_recipe
 
