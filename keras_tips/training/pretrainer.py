@@ -165,6 +165,15 @@ class TIPSPretrainer(keras.Model):
             )
         if int(total_steps) < 1:
             raise ValueError(f"`total_steps` must be >= 1; received {total_steps}.")
+        if int(self_distillation_start_step) >= int(total_steps) and (
+            distill_weight > 0 or mask_weight > 0
+        ):
+            raise ValueError(
+                f"`self_distillation_start_step` ({self_distillation_start_step}) "
+                f"is not below `total_steps` ({total_steps}): the distillation "
+                "and masking terms would never train. Lower it, or set "
+                "distill_weight=0 and mask_weight=0."
+            )
         self.backbone = backbone
         self.total_steps = int(total_steps)
         self.num_prototypes = int(num_prototypes)

@@ -195,3 +195,8 @@ def test_self_distillation_joins_the_loss_at_its_start_step():
     )
     with pytest.raises(ValueError, match="self_distillation_start_step"):
         tiny_pretrainer(self_distillation_start_step=-1)
+    with pytest.raises(ValueError, match="would never train"):
+        tiny_pretrainer(total_steps=20, self_distillation_start_step=20)
+    # Without those terms the start step does not matter.
+    tiny_pretrainer(total_steps=20, self_distillation_start_step=20,
+                    distill_weight=0.0, mask_weight=0.0)
