@@ -208,7 +208,7 @@ def read_history(output_dir):
     return records
 
 
-def pretrain(recipe, output_dir, verbose="auto"):
+def pretrain(recipe, output_dir, verbose="auto", callbacks=None):
     """Runs (or resumes) a pretraining recipe and exports the student.
 
     The recipe's `train.distribution` applies inside this call only.
@@ -218,6 +218,8 @@ def pretrain(recipe, output_dir, verbose="auto"):
         output_dir: str. Receives `checkpoints/`, `history.jsonl`,
             `recipe.json` and, at the end, the student preset in `preset/`.
         verbose: `fit` verbosity.
+        callbacks: optional list of extra Keras callbacks for `fit` (e.g. a
+            progress bar).
 
     Returns:
         The trained `TIPSPretrainer`.
@@ -225,10 +227,10 @@ def pretrain(recipe, output_dir, verbose="auto"):
     recipe.validate()
     dist = make_distribution(recipe.train.distribution)
     with dist.scope() if dist is not None else contextlib.nullcontext():
-        return _pretrain(recipe, output_dir, verbose)
+        return _pretrain(recipe, output_dir, verbose, list(callbacks or ()))
 
 
-def _pretrain(recipe, output_dir, verbose):
+def _pretrain(recipe, output_dir, verbose, callbacks):
     from keras_tips.data.pipeline import PretrainingPipeline
     from keras_tips.models.tips_image_converter import TIPSImageConverter
     from keras_tips.models.tips_preprocessor import TIPSPreprocessor
@@ -272,7 +274,8 @@ def _pretrain(recipe, output_dir, verbose):
                     PeriodicCheckpoint(
                         checkpoints, lambda s: {"data": batches.state_for(s)}
                     ),
-                ],
+                ]
+                + callbacks,
             )
     finally:
         pipeline.close()
