@@ -16,7 +16,6 @@ import os
 import keras
 
 from keras_tips.conversion.official_preset import convert_to_preset
-from keras_tips.errors import CheckpointError
 from keras_tips.models.tips_presets import TIPS_PRESETS
 
 HOME_ENV = "KERAS_TIPS_HOME"
@@ -58,8 +57,9 @@ def download_checkpoint_file(url, cache_dir):
         str, the local path of the file.
 
     Raises:
-        CheckpointError: the file cannot be downloaded; the message says how
-            to convert it offline instead.
+        RuntimeError: the file cannot be downloaded (a network failure, not
+            a `CheckpointError` of the file); the message says how to
+            convert it offline instead.
     """
     url = checkpoint_url(url)
     fname = url.rsplit("/", 1)[1]
@@ -70,7 +70,7 @@ def download_checkpoint_file(url, cache_dir):
             fname=fname, origin=url, cache_dir=cache_dir, cache_subdir="downloads"
         )
     except Exception as error:  # get_file raises several network errors.
-        raise CheckpointError(
+        raise RuntimeError(
             f"Could not download {url} ({error}). If this machine is offline, "
             "download the file elsewhere and convert it with `keras-tips "
             "convert --vision V.npz --text T.npz --tokenizer tokenizer.model "
