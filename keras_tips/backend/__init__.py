@@ -6,19 +6,22 @@ computes a step faster in a form of its own, the layer calls one function of
 this module for that step, and the function runs the form of the running
 backend:
 
-| function | JAX | TensorFlow | PyTorch (inference, fp32, CPU) |
-| --- | --- | --- | --- |
-| `dense` | `Dense`, erf GELU | 2-D matmul + bias + act. (one oneDNN op) | oneDNN linear, act. fused |
-| `attention` | token-major einsums (CPU) | head-major matmuls, fused softmax | SDPA on strided views |
-| `fused_patch_embedding` | (none) | (none) | reshape + one matmul |
-| `fused_vision_block` | (none) | (none) | the whole block in torch ops |
+* `dense`: JAX, Keras' `Dense` and the erf form of GELU; TensorFlow, a 2-D
+  matmul, bias and activation that Grappler fuses into one oneDNN op;
+  PyTorch inference, oneDNN's linear with the activation fused.
+* `attention`: JAX on the CPU, token-major einsums; TensorFlow, head-major
+  matmuls and the fused softmax; PyTorch inference, SDPA on strided views.
+* `fused_patch_embedding`: PyTorch inference, a reshape and one matmul.
+* `fused_vision_block`: PyTorch inference, the whole block in torch ops.
 
 `activate` and `gelu` are the activations the kernels use. Where a backend
 has no form of its own, or a call is outside what its kernels cover
 (PyTorch with gradients on, other dtypes, LoRA or quantised dense layers),
 the plain Keras-op form of `keras_kernels` runs. The kernels of each backend
 live in `jax_kernels`, `tensorflow_kernels` and `torch_kernels`; each says
-why its forms are faster.
+why its forms are faster. Every kernel module (`keras_kernels` included)
+defines the same functions: `dense`, `activate`, `gelu`, `attention`,
+`fused_patch_embedding`, `fused_vision_block` and `compile_inference`.
 
 The fast kernels are on by default. They are chosen per call: inside
 `with fast_kernels(False):` every function here runs its plain Keras-op form
@@ -51,6 +54,16 @@ import keras
 
 from keras_tips.backend import keras_kernels
 
+# The functions every kernel module defines.
+KERNEL_FUNCTIONS = (
+    "dense",
+    "activate",
+    "gelu",
+    "attention",
+    "fused_patch_embedding",
+    "fused_vision_block",
+    "compile_inference",
+)
 _KERNEL_MODULES = {
     "jax": "keras_tips.backend.jax_kernels",
     "tensorflow": "keras_tips.backend.tensorflow_kernels",

@@ -198,3 +198,23 @@ def test_fast_kernels_refuses_a_non_bool():
     with pytest.raises(ValueError, match="True or False"):
         with backend.fast_kernels("off"):
             pass
+
+
+@pytest.mark.parametrize(
+    "module", ["keras_kernels", "jax_kernels", "tensorflow_kernels", "torch_kernels"]
+)
+def test_every_kernel_module_defines_the_dispatch_interface(module):
+    path = os.path.join(PACKAGE_DIR, "backend", f"{module}.py")
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    defined = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            defined.add(node.name)
+        elif isinstance(node, ast.Assign):
+            defined.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.ImportFrom):
+            defined.update(alias.asname or alias.name for alias in node.names)
+    assert set(backend.KERNEL_FUNCTIONS) <= defined, sorted(
+        set(backend.KERNEL_FUNCTIONS) - defined
+    )
