@@ -68,19 +68,19 @@ QUICK_CASES = (
 
 def _build_keras_tips(size, image_side):
     from keras_tips import TIPSVisionEncoder
-    from keras_tips import backend
+    from keras_tips.backend import compile_inference
 
     encoder = TIPSVisionEncoder(
         **SIZES[size], patch_size=PATCH_SIZE, position_grid_size=POSITION_GRID_SIZE
     )
     encoder.build((None, image_side, image_side, 3))
-    return encoder, backend.compile_inference(encoder, lambda images: encoder(images))
+    return encoder, compile_inference(encoder, lambda images: encoder(images))
 
 
 def _build_dinov2(size, image_side):
     import keras_hub
 
-    from keras_tips import backend
+    from keras_tips.backend import compile_inference
 
     backbone = keras_hub.models.DINOV2Backbone(
         patch_size=PATCH_SIZE,
@@ -89,7 +89,7 @@ def _build_dinov2(size, image_side):
         num_register_tokens=1,
         image_shape=(image_side, image_side, 3),
     )
-    return backbone, backend.compile_inference(backbone, lambda images: backbone(images))
+    return backbone, compile_inference(backbone, lambda images: backbone(images))
 
 
 def _build_plain_torch(size, image_side):
@@ -135,13 +135,12 @@ def measure_case(size, image_side, batch, rounds, calls, warmup, with_keras_ops)
         plain_model, plain = _build_plain_torch(size, image_side)
         models["plain_torch"] = (plain_model, lambda: plain(images))
         if with_keras_ops:
-            from keras_tips import backend
+            from keras_tips.backend import compile_inference
+            from keras_tips.backend import fast_kernels
 
             # Compiled with the fast kernels off: it keeps that setting.
-            with backend.fast_kernels(False):
-                keras_ops = backend.compile_inference(
-                    encoder, lambda images: encoder(images)
-                )
+            with fast_kernels(False):
+                keras_ops = compile_inference(encoder, lambda images: encoder(images))
             models["keras_tips_keras_ops"] = (encoder, lambda: keras_ops(images))
     functions = {name: function for name, (_, function) in models.items()}
     for name, function in functions.items():
