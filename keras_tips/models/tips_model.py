@@ -8,6 +8,7 @@ import numpy as np
 from keras import ops
 from keras_hub.models import Task
 
+from keras_tips import backend
 from keras_tips.conversion.preset_cache import PRESET_WEIGHTS_FILE
 from keras_tips.conversion.preset_cache import resolve_preset
 from keras_tips.layers.contrastive_head import l2_normalize
@@ -126,47 +127,6 @@ def check_preset_files(preset_dir, load_weights=True):
         ) from error
 
 
-def _compile(layer, function):
-    """Compiles an inference function of `layer` for the current backend.
-
-    JAX runs `function` under `jax.jit` with the layer's variables passed in
-    (stateless), TensorFlow under `tf.function`, PyTorch eagerly in inference
-    mode (no autograd bookkeeping).
-    """
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        def stateless(trainable, non_trainable, *args):
-            mapping = list(zip(layer.trainable_variables, trainable)) + list(
-                zip(layer.non_trainable_variables, non_trainable)
-            )
-            with keras.StatelessScope(state_mapping=mapping):
-                return function(*args)
-
-        jitted = jax.jit(stateless)
-
-        def run(*args):
-            return jitted(
-                [v.value for v in layer.trainable_variables],
-                [v.value for v in layer.non_trainable_variables],
-                *args,
-            )
-
-        return run
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return tf.function(function, reduce_retracing=True)
-    import torch
-
-    def run_without_grad(*args):
-        with torch.inference_mode():
-            return function(*args)
-
-    return run_without_grad
-
-
 @keras.saving.register_keras_serializable(package="keras_tips")
 class TIPSModel(Task):
     """TIPS image-text model: encoders, preprocessing and zero-shot helpers.
@@ -262,23 +222,30 @@ class TIPSModel(Task):
         return self.backbone.vision_encoder.patch_size
 
     def _image_function(self, options):
-        key = ("images",) + tuple(sorted(options.items()))
+        # A compiled function keeps the fast-kernel setting it was compiled
+        # with (`keras_tips.backend.compile_inference`): one per setting.
+        key = ("images", backend.fast_kernels_enabled()) + tuple(
+            sorted(options.items())
+        )
         if key not in self._inference_functions:
             encoder = self.backbone.vision_encoder
 
             def encode(images, patch_mask=None):
                 return encoder(images, patch_mask=patch_mask, **options)
 
-            self._inference_functions[key] = _compile(encoder, encode)
+            self._inference_functions[key] = backend.compile_inference(
+                encoder, encode
+            )
         return self._inference_functions[key]
 
     def _text_function(self):
-        if "texts" not in self._inference_functions:
+        key = ("texts", backend.fast_kernels_enabled())
+        if key not in self._inference_functions:
             encoder = self.backbone.text_encoder
-            self._inference_functions["texts"] = _compile(
+            self._inference_functions[key] = backend.compile_inference(
                 encoder, lambda ids, mask: encoder(ids, mask)
             )
-        return self._inference_functions["texts"]
+        return self._inference_functions[key]
 
     def encode_images(
         self,

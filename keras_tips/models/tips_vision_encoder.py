@@ -5,8 +5,7 @@ import math
 import keras
 from keras import ops
 
-from keras_tips.layers.mlp import torch_inference_kernels
-from keras_tips.layers.mlp import torch_matmul
+from keras_tips import backend
 from keras_tips.layers.positions import resize_position_grid
 from keras_tips.layers.transformer_blocks import VisionTransformerBlock
 
@@ -155,14 +154,11 @@ class TIPSVisionEncoder(keras.layers.Layer):
         batch = shape[0]
         grid_h = shape[1] // self.patch_size
         grid_w = shape[2] // self.patch_size
-        if torch_inference_kernels(images, self) and not getattr(
-            self.patch_embedding, "lora_enabled", False
-        ):
-            patches = self._torch_patch_embedding(images)
-        else:
-            patches = self.patch_embedding(images)
+        patches = backend.fused_patch_embedding(self.patch_embedding, images)
+        if patches is None:
             patches = ops.reshape(
-                patches, (batch, grid_h * grid_w, self.hidden_dim)
+                self.patch_embedding(images),
+                (batch, grid_h * grid_w, self.hidden_dim),
             )
         if patch_mask is not None:
             mask_token = ops.cast(self.mask_token, patches.dtype)[None]
@@ -180,22 +176,6 @@ class TIPSVisionEncoder(keras.layers.Layer):
         cls_2 = ops.cast(self.register_token, patches.dtype)
         ones = ops.ones((batch, 1, 1), dtype=patches.dtype)
         return ops.concatenate([cls_1 * ones, cls_2 * ones, patches], axis=1)
-
-    def _torch_patch_embedding(self, images):
-        """The strided patch convolution as a reshape and one matmul
-        (PyTorch inference; see `keras_tips.layers.mlp`): the Conv2D kernel
-        (P, P, 3, D) is already laid out like a flattened (P, P, 3) patch."""
-        batch, height, width, channels = images.shape
-        size = self.patch_size
-        grid_h, grid_w = height // size, width // size
-        patches = images.reshape(batch, grid_h, size, grid_w, size, channels)
-        patches = patches.permute(0, 1, 3, 2, 4, 5).reshape(
-            batch, grid_h * grid_w, size * size * channels
-        )
-        conv = self.patch_embedding
-        kernel = conv.kernel.value.reshape(-1, self.hidden_dim)
-        bias = conv.bias.value if conv.use_bias else None
-        return torch_matmul(patches, kernel, bias)
 
     def _split(self, tokens):
         return {
