@@ -112,13 +112,42 @@ def convert_official_checkpoint(output_dir, overwrite=False, **kwargs):
     """
     from keras_tips.models.tips_tokenizer import TIPSTokenizer  # noqa: F401
 
+    output_dir = check_output_dir(output_dir, overwrite)
+    model = build_model_from_official(**kwargs)
+    save_preset_atomically(model, output_dir)
+    return model
+
+
+def check_output_dir(output_dir, overwrite=False):
+    """Refuses to replace an existing preset unless asked to.
+
+    Args:
+        output_dir: str or path. Preset directory to create.
+        overwrite: bool. Whether an existing `output_dir` may be replaced.
+
+    Returns:
+        The absolute path of `output_dir`.
+    """
     output_dir = os.path.abspath(os.fspath(output_dir))
     if os.path.exists(output_dir) and not overwrite:
         raise FileExistsError(
             f"{output_dir!r} already exists; pass overwrite=True (--overwrite) "
             "to replace it."
         )
-    model = build_model_from_official(**kwargs)
+    return output_dir
+
+
+def save_preset_atomically(model, output_dir):
+    """`model.save_to_preset(output_dir)`, all or nothing.
+
+    The preset is written to a temporary folder beside `output_dir` and
+    moved into place at the end (replacing an existing `output_dir`), so an
+    interrupted conversion never leaves a half-written preset behind.
+
+    Args:
+        model: a keras-hub `Task` or `Backbone`.
+        output_dir: str. Absolute path of the preset directory.
+    """
     parent = os.path.dirname(output_dir)
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".converting-", dir=parent)
@@ -130,4 +159,3 @@ def convert_official_checkpoint(output_dir, overwrite=False, **kwargs):
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return model

@@ -9,6 +9,7 @@ from keras import ops
 from keras_hub.models import Task
 
 from keras_tips.layers.contrastive_head import l2_normalize
+from keras_tips.layers.interpolation import spatial_size
 from keras_tips.models.tips_backbone import TIPSBackbone
 from keras_tips.models.tips_preprocessor import TIPSPreprocessor
 from keras_tips.models.tips_presets import TIPS_PRESETS
@@ -165,6 +166,44 @@ def _compile(layer, function):
             return function(*args)
 
     return run_without_grad
+
+
+class DensePrediction(keras.layers.Layer):
+    """An image tower feeding a DPT head, as one layer (so that one compiled
+    inference function holds the weights of both).
+
+    Args:
+        encoder: a `TIPSVisionEncoder`.
+        head: a `TIPSDPTHead` of the encoder's width.
+        native_resolution: bool. Keep the head's own output size instead of
+            resizing to the input size.
+        **kwargs: standard `keras.layers.Layer` arguments.
+    """
+
+    def __init__(self, encoder, head, native_resolution=False, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.head = head
+        self.native_resolution = bool(native_resolution)
+
+    def call(self, images):
+        outputs = self.encoder(
+            images, return_intermediates=self.head.encoder_layers
+        )
+        height, width = spatial_size(images)
+        size = self.encoder.patch_size
+        grid = (height // size, width // size)
+        features = []
+        for level in range(len(self.head.encoder_layers)):
+            patches = outputs["intermediate_patches"][:, level]
+            features.append(
+                (
+                    outputs["intermediate_cls_1"][:, level],
+                    ops.reshape(patches, (-1, *grid, patches.shape[-1])),
+                )
+            )
+        image_size = None if self.native_resolution else (height, width)
+        return self.head(features, image_size=image_size)
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
@@ -367,6 +406,75 @@ class TIPSModel(Task):
                     function(token_ids[start:stop], padding_mask[start:stop])
                 ).astype("float32")
             )
+        return np.concatenate(chunks)
+
+    # --- Dense prediction --------------------------------------------------
+
+    def _dense_function(self, head, native_resolution):
+        key = ("dense", id(head), bool(native_resolution))
+        cached = self._inference_functions.get(key)
+        if cached is None or cached[0] is not head:
+            predictor = DensePrediction(
+                self.backbone.vision_encoder, head, bool(native_resolution)
+            )
+            cached = (head, _compile(predictor, predictor))
+            self._inference_functions[key] = cached
+        return cached[1]
+
+    def predict_dense(self, images, head, batch_size=8, native_resolution=False):
+        """Dense maps of images from a DPT head on this model's image tower.
+
+        The image tower runs at the size given and hands the head the blocks
+        of `head.encoder_layers` after the final LayerNorm (CLS1 and the
+        patch map), as the official decoder notebook does.
+
+        Args:
+            images: float (B, H, W, 3) or (H, W, 3) in [0, 1], channels last,
+                H and W multiples of 14 (the released heads: 448 x 448).
+            head: a `TIPSDPTHead`, or a registered head name or preset
+                directory for `TIPSDPTHead.from_preset`.
+            batch_size: int. Images per forward pass.
+            native_resolution: bool. Return the head's own resolution,
+                16 * ceil(g / 2) per side of a g-patch side, instead of
+                resizing bilinearly to H x W.
+
+        Returns:
+            A float32 NumPy array (B, H, W, C): segmentation logits
+            (C = classes), depth (C = 1) or raw surface normals (C = 3; see
+            `keras_tips.normalize_normals`).
+
+        Example:
+        ```python
+        model = keras_tips.TIPSModel.from_preset("tips_v2_oss_b14")
+        head = keras_tips.TIPSDPTHead.from_preset("tips_v2_b14_segmentation_dpt")
+        logits = model.predict_dense(images, head)  # (B, 448, 448, 150)
+        labels = logits.argmax(-1)
+        ```
+        """
+        from keras_tips.models.tips_dpt_head import TIPSDPTHead
+
+        if not isinstance(head, TIPSDPTHead):
+            head = TIPSDPTHead.from_preset(head)
+        encoder = self.backbone.vision_encoder
+        if head.input_embed_dim != encoder.hidden_dim:
+            raise ValueError(
+                f"The DPT head decodes features of width {head.input_embed_dim} "
+                f"but this image tower has width {encoder.hidden_dim}: they do "
+                "not belong together."
+            )
+        if max(head.encoder_layers) >= encoder.num_layers:
+            raise ValueError(
+                f"The DPT head reads blocks {list(head.encoder_layers)} but this "
+                f"image tower has {encoder.num_layers} blocks."
+            )
+        images = check_images(images, self.patch_size)
+        if int(batch_size) < 1:
+            raise ValueError(f"`batch_size` must be >= 1; received {batch_size}.")
+        function = self._dense_function(head, native_resolution)
+        chunks = []
+        for start in range(0, images.shape[0], int(batch_size)):
+            outputs = function(images[start : start + int(batch_size)])
+            chunks.append(ops.convert_to_numpy(outputs).astype("float32"))
         return np.concatenate(chunks)
 
     # --- Zero-shot --------------------------------------------------------

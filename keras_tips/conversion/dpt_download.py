@@ -1,0 +1,91 @@
+"""Fetches a registered DPT head and converts it on first use.
+
+A registered name (`TIPS_DPT_PRESETS`) is downloaded once with
+`keras.utils.get_file` into `$KERAS_TIPS_HOME/downloads`, converted and
+checked against its registered configuration, and cached as a preset in
+`$KERAS_TIPS_HOME/presets/<name>`; later calls reuse that preset.
+`KERAS_TIPS_CHECKPOINT_BASE_URL` points every registered name at a mirror,
+as for the encoders.
+"""
+
+import os
+
+from keras_tips.conversion.official_checkpoint import CheckpointError
+from keras_tips.models.tips_dpt_presets import TIPS_DPT_PRESETS
+from keras_tips.models.tips_presets import _fetch
+from keras_tips.models.tips_presets import keras_tips_home
+
+
+def _download(url, cache_dir, name):
+    try:
+        return _fetch(url, cache_dir)
+    except RuntimeError as error:
+        cause = error.__cause__ or error
+        raise RuntimeError(
+            f"Could not download the DPT head {name!r} from {url} ({cause}). "
+            "If this machine is offline, download the file elsewhere and "
+            f"convert it with `keras_tips.convert_dpt_checkpoint(FILE, "
+            f"task={TIPS_DPT_PRESETS[name]['config']['task']!r}, "
+            "output_dir=DIR)`, then load DIR; or set "
+            "KERAS_TIPS_CHECKPOINT_BASE_URL to a local mirror."
+        ) from cause
+
+
+def _check_registered_config(head, name):
+    config = head.get_config()
+    registered = TIPS_DPT_PRESETS[name]["config"]
+    different = [
+        f"{key} {config[key]!r} (registered: {value!r})"
+        for key, value in registered.items()
+        if config[key] != value
+    ]
+    if different:
+        raise CheckpointError(
+            f"The downloaded checkpoint of {name!r} does not match its "
+            f"registered configuration: {', '.join(different)}."
+        )
+
+
+def resolve_dpt_preset(preset):
+    """Returns a local preset directory (or keras-hub handle) for `preset`.
+
+    A registered name is downloaded and converted on first use, then reused.
+    A directory is returned as it is; anything else that is not a handle
+    (`kaggle://`, `hf://`, ...) is refused with the registered names.
+
+    Args:
+        preset: a name from `TIPS_DPT_PRESETS`, a preset directory, or a
+            keras-hub preset handle.
+
+    Returns:
+        str, a preset keras-hub can load.
+    """
+    if preset not in TIPS_DPT_PRESETS:
+        if isinstance(preset, (str, os.PathLike)) and os.path.isdir(preset):
+            return os.fspath(preset)
+        if isinstance(preset, str) and "://" in preset:
+            return preset
+        raise ValueError(
+            f"Unknown DPT head preset {preset!r}: not a directory and not one "
+            f"of the registered names {sorted(TIPS_DPT_PRESETS)}."
+        )
+    from keras_tips.conversion.convert import save_preset_atomically
+    from keras_tips.conversion.dpt_checkpoint import build_dpt_head_from_checkpoint
+
+    entry = TIPS_DPT_PRESETS[preset]
+    cache_dir = keras_tips_home()
+    preset_dir = os.path.join(cache_dir, "presets", preset)
+    if os.path.isfile(os.path.join(preset_dir, "model.weights.h5")):
+        return preset_dir
+    checkpoint = _download(entry["url"], cache_dir, preset)
+    config = entry["config"]
+    head = build_dpt_head_from_checkpoint(
+        checkpoint,
+        task=config["task"],
+        encoder_layers=config["encoder_layers"],
+        min_depth=config.get("min_depth"),
+        max_depth=config.get("max_depth"),
+    )
+    _check_registered_config(head, preset)
+    save_preset_atomically(head, preset_dir)
+    return preset_dir
