@@ -145,7 +145,8 @@ def save_preset_atomically(model, output_dir):
     interrupted conversion never leaves a half-written preset behind.
 
     Args:
-        model: a keras-hub `Task` or `Backbone`.
+        model: anything with `save_to_preset(directory)`: a `TIPSModel`,
+            a `TIPSDPTHead`.
         output_dir: str. Absolute path of the preset directory.
     """
     parent = os.path.dirname(output_dir)

@@ -37,6 +37,7 @@ from keras_tips.models.tips_dpt_presets import TIPS_DPT_PRESETS
 SCENIC = "scenic"
 PYTORCH = "pytorch"
 LAYOUTS = (SCENIC, PYTORCH)
+_LAYOUT_NAMES = {SCENIC: "Scenic/Flax", PYTORCH: "PyTorch"}
 
 # Scenic names of the task head (a dense layer) and the task they predict.
 # A depth *regression* head (one output, no bins) is not a released head.
@@ -145,7 +146,10 @@ def dpt_weight_map(head):
                     "conv",
                 )
         pairs += _layer_pairs(
-            block.out_conv, f"fusion_blocks_{i}/Conv_0", f"fusion_blocks.{i}.out_conv", "conv"
+            block.out_conv,
+            f"fusion_blocks_{i}/Conv_0",
+            f"fusion_blocks.{i}.out_conv",
+            "conv",
         )
     pairs += _layer_pairs(head.project, "project", "project", "conv")
     pairs += _layer_pairs(head.head, _HEAD, "head", "dense")
@@ -390,8 +394,9 @@ def _depth_range(checkpoint, num_bins, min_depth, max_depth):
             f"{name!r} in the DPT checkpoint {checkpoint.path!r} has shape "
             f"{centers.shape}; the head predicts {num_bins} bins."
         )
-    min_depth = float(centers[0]) if min_depth is None else float(min_depth)
-    max_depth = float(centers[-1]) if max_depth is None else float(max_depth)
+    # The shortest decimals that round to the stored float32 values.
+    min_depth = float(str(centers[0])) if min_depth is None else float(min_depth)
+    max_depth = float(str(centers[-1])) if max_depth is None else float(max_depth)
     expected = depth_bin_centers(min_depth, max_depth, num_bins)
     if not np.allclose(centers, expected, rtol=1e-5, atol=1e-6):
         raise CheckpointError(
@@ -419,7 +424,9 @@ def load_dpt_weights(head, checkpoint):
         key = scenic if layout == SCENIC else pytorch
         entries.append((variable, key, _LAYOUT_MAPS[(layout, kind)]))
     expected = {key for _, key, _ in entries}
-    missing = sorted(checkpoint.display_key(k) for k in expected - set(checkpoint.arrays))
+    missing = sorted(
+        checkpoint.display_key(k) for k in expected - set(checkpoint.arrays)
+    )
     unexpected = sorted(
         checkpoint.display_key(k) for k in set(checkpoint.arrays) - expected
     )
@@ -443,8 +450,9 @@ def load_dpt_weights(head, checkpoint):
         problems.append("mis-shaped arrays: " + "; ".join(misshaped))
     if problems:
         raise CheckpointError(
-            f"The DPT checkpoint {checkpoint.path!r} ({layout} layout) does "
-            f"not fit a {head.task} head of width {head.input_embed_dim}: "
+            f"The DPT checkpoint {checkpoint.path!r} ({_LAYOUT_NAMES[layout]} "
+            f"layout) does not fit a {head.task} head of width "
+            f"{head.input_embed_dim}: "
             + "; ".join(problems)
             + "."
         )

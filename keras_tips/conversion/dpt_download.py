@@ -47,24 +47,21 @@ def _check_registered_config(head, name):
 
 
 def resolve_dpt_preset(preset):
-    """Returns a local preset directory (or keras-hub handle) for `preset`.
+    """Returns the local preset directory of `preset`.
 
     A registered name is downloaded and converted on first use, then reused.
-    A directory is returned as it is; anything else that is not a handle
-    (`kaggle://`, `hf://`, ...) is refused with the registered names.
+    A directory is returned as it is; anything else is refused with the
+    registered names.
 
     Args:
-        preset: a name from `TIPS_DPT_PRESETS`, a preset directory, or a
-            keras-hub preset handle.
+        preset: a name from `TIPS_DPT_PRESETS` or a preset directory.
 
     Returns:
-        str, a preset keras-hub can load.
+        str, a preset directory.
     """
     if preset not in TIPS_DPT_PRESETS:
         if isinstance(preset, (str, os.PathLike)) and os.path.isdir(preset):
             return os.fspath(preset)
-        if isinstance(preset, str) and "://" in preset:
-            return preset
         raise ValueError(
             f"Unknown DPT head preset {preset!r}: not a directory and not one "
             f"of the registered names {sorted(TIPS_DPT_PRESETS)}."

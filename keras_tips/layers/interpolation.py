@@ -78,21 +78,30 @@ def _lower_neighbour(source, in_size):
 
 
 def _blend(x, axis, indices, weights, in_size):
-    """sum_k weights[k] * x[clip(indices[k])] along `axis` (1 or 2)."""
-    result = None
-    for index, weight in zip(indices, weights):
-        if isinstance(index, np.ndarray):
-            index = np.clip(index, 0, in_size - 1)
-        else:
-            index = ops.clip(index, 0, ops.cast(in_size, "int32") - 1)
-        weight = ops.cast(weight, x.dtype)
-        if axis == 1:
-            weight = ops.reshape(weight, (1, -1, 1, 1))
-        else:
-            weight = ops.reshape(weight, (1, 1, -1, 1))
-        term = ops.take(x, index, axis=axis) * weight
-        result = term if result is None else result + term
-    return result
+    """sum_k weights[k] * x[clip(indices[k])] along `axis` (1 or 2).
+
+    The K neighbours of every output position are gathered at once and
+    blended by one weighted sum (few ops: cheap to dispatch eagerly).
+    """
+    taps = len(indices)
+    if isinstance(indices[0], np.ndarray):
+        index = np.clip(np.concatenate(indices), 0, in_size - 1)
+        weight = np.stack(weights).astype("float32")
+    else:
+        index = ops.clip(
+            ops.concatenate(indices), 0, ops.cast(in_size, "int32") - 1
+        )
+        weight = ops.stack(weights)
+    weight = ops.cast(weight, x.dtype)
+    gathered = ops.take(x, index, axis=axis)  # K * out positions on `axis`
+    shape = ops.shape(gathered)
+    if axis == 1:
+        gathered = ops.reshape(gathered, (shape[0], taps, -1, shape[2], shape[3]))
+        weight = ops.reshape(weight, (1, taps, -1, 1, 1))
+    else:
+        gathered = ops.reshape(gathered, (shape[0], shape[1], taps, -1, shape[3]))
+        weight = ops.reshape(weight, (1, 1, taps, -1, 1))
+    return ops.sum(gathered * weight, axis=axis)
 
 
 def _resize_axis_linear(x, axis, out_size, align_corners):

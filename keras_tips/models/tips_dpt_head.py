@@ -1,12 +1,15 @@
 """`TIPSDPTHead`: a DPT decoder for dense prediction from TIPS features."""
 
+import datetime
+import json
 import math
 import os
 
 import keras
 import numpy as np
 from keras import ops
-from keras_hub.models import Backbone
+
+from keras_tips.atomic_files import write_atomically
 
 from keras_tips.layers.dpt import DPTFusionBlock
 from keras_tips.layers.dpt import DPTReassembleBlocks
@@ -20,7 +23,9 @@ DEFAULT_NUM_OUTPUTS = {"segmentation": 150, "depth": 256, "normals": 3}
 DEFAULT_MIN_DEPTH = 0.001
 DEFAULT_MAX_DEPTH = 10.0
 NUM_LEVELS = 4
-PRESET_FILES = ("config.json", "metadata.json", "model.weights.h5")
+CONFIG_FILE = "config.json"
+METADATA_FILE = "metadata.json"
+WEIGHTS_FILE = "model.weights.h5"
 
 
 def depth_bin_centers(min_depth, max_depth, num_bins):
@@ -92,7 +97,7 @@ def _unit_vectors(x):
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
-class TIPSDPTHead(Backbone):
+class TIPSDPTHead(keras.Model):
     """A DPT decoder turning four levels of TIPS image features into a dense
     map: segmentation logits, depth or surface normals.
 
@@ -117,11 +122,15 @@ class TIPSDPTHead(Backbone):
     With `image_size`, the map is resized bilinearly (`align_corners=False`,
     no antialiasing) to that size (depth after the expectation).
 
-    It is a keras-hub `Backbone` for its preset handling (`from_preset`,
-    `save_to_preset`, `metadata.json`), written as a subclassed rather than a
-    functional model: its input is a list of pairs of varying spatial size
-    and its call takes the output size as a Python argument. Every weight is
-    created in `__init__`.
+    A preset is a folder with `config.json` (the serialised head),
+    `metadata.json` and `model.weights.h5`, as a keras-hub backbone preset.
+    The head is a subclassed `keras.Model` rather than a functional keras-hub
+    `Backbone`: its input is a list of pairs of varying spatial size and its
+    call takes the output size as a Python argument, and keras-hub turns
+    every `Backbone` class into a functional one once a functional backbone
+    (the TIPS encoders) is built. Every weight is created in `__init__`, so a
+    head is ready to load weights (or to be saved with `model.save`) as soon
+    as it is constructed.
 
     Args:
         task: `"segmentation"`, `"depth"` or `"normals"`.
@@ -141,7 +150,7 @@ class TIPSDPTHead(Backbone):
             floor (0.001).
         max_depth: float. Depth task: last bin centre (10.0).
         dtype: optional dtype policy.
-        **kwargs: standard `keras_hub.models.Backbone` arguments.
+        **kwargs: standard `keras.Model` arguments (`name`, `trainable`).
 
     Example:
     ```python
@@ -260,34 +269,94 @@ class TIPSDPTHead(Backbone):
         self.built = True
 
     @classmethod
-    def from_preset(cls, preset, load_weights=True, **kwargs):
+    def from_preset(cls, preset, load_weights=True):
         """Loads a DPT head from a registered name or a preset directory.
 
         A registered name (see `TIPSDPTHead.presets_available()`) is fetched
         from the official release and converted on first use, then cached.
 
         Args:
-            preset: a registered name or a preset directory / handle.
-            load_weights: bool. Whether to load the weights.
-            **kwargs: forwarded to `keras_hub.models.Backbone.from_preset`.
+            preset: a registered name or a preset directory.
+            load_weights: bool. Whether to load the weights (else they keep
+                their random initial values).
+
+        Returns:
+            A `TIPSDPTHead`.
         """
         from keras_tips.conversion.dpt_download import resolve_dpt_preset
 
         preset = resolve_dpt_preset(preset)
-        if os.path.isdir(preset):
-            missing = [
-                name
-                for name in PRESET_FILES
-                if not os.path.isfile(os.path.join(preset, name))
-                and (load_weights or name != "model.weights.h5")
-            ]
-            if missing:
-                raise FileNotFoundError(
-                    f"The DPT head preset {preset!r} is incomplete: missing "
-                    f"{', '.join(missing)}. Re-create it with "
-                    "`head.save_to_preset` or `keras_tips.convert_dpt_checkpoint`."
-                )
-        return super().from_preset(preset, load_weights=load_weights, **kwargs)
+        required = (CONFIG_FILE, WEIGHTS_FILE) if load_weights else (CONFIG_FILE,)
+        missing = [
+            name for name in required if not os.path.isfile(os.path.join(preset, name))
+        ]
+        if missing:
+            raise FileNotFoundError(
+                f"The DPT head preset {preset!r} is incomplete: missing "
+                f"{', '.join(missing)}. Re-create it with `head.save_to_preset` "
+                "or `keras_tips.convert_dpt_checkpoint`."
+            )
+        path = os.path.join(preset, CONFIG_FILE)
+        try:
+            with open(path, encoding="utf-8") as f:
+                config = json.load(f)
+        except (OSError, ValueError) as error:
+            raise ValueError(
+                f"The preset file {path!r} is not valid JSON ({error}). Is the "
+                "file complete?"
+            ) from error
+        if not isinstance(config, dict) or config.get("class_name") != cls.__name__:
+            found = config.get("class_name") if isinstance(config, dict) else None
+            raise ValueError(
+                f"The preset {preset!r} does not hold a {cls.__name__} (its "
+                f"config.json describes {found!r}). Load an encoder preset "
+                "with `TIPSModel.from_preset`."
+            )
+        head = keras.saving.deserialize_keras_object(config)
+        if load_weights:
+            path = os.path.join(preset, WEIGHTS_FILE)
+            try:
+                head.load_weights(path)
+            except Exception as error:
+                raise OSError(
+                    f"Could not load the weights file {path!r} into the DPT "
+                    f"head of {os.path.join(preset, CONFIG_FILE)!r} (damaged, "
+                    f"or from another head?): {error}"
+                ) from error
+            for variable in head.weights:
+                if not np.isfinite(ops.convert_to_numpy(variable)).all():
+                    raise ValueError(
+                        f"The weights file {path!r} holds NaN or infinite "
+                        f"values (in {variable.path!r})."
+                    )
+        return head
+
+    def save_to_preset(self, preset_dir):
+        """Saves the head as a preset directory (`config.json`,
+        `metadata.json`, `model.weights.h5`) for `TIPSDPTHead.from_preset`.
+
+        Args:
+            preset_dir: str. The folder to write (created if missing).
+        """
+        from keras_tips import __version__
+
+        os.makedirs(preset_dir, exist_ok=True)
+        config = keras.saving.serialize_keras_object(self)
+        for key in ("build_config", "compile_config"):
+            config.pop(key, None)
+        metadata = {
+            "keras_version": keras.version(),
+            "keras_tips_version": __version__,
+            "parameter_count": self.count_params(),
+            "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
+        }
+        write_atomically(
+            os.path.join(preset_dir, CONFIG_FILE), json.dumps(config, indent=4)
+        )
+        write_atomically(
+            os.path.join(preset_dir, METADATA_FILE), json.dumps(metadata, indent=4)
+        )
+        self.save_weights(os.path.join(preset_dir, WEIGHTS_FILE))
 
     @staticmethod
     def presets_available():
@@ -373,7 +442,11 @@ class TIPSDPTHead(Backbone):
         return 1 if self.task == "depth" else self.num_outputs
 
     def get_config(self):
-        config = super().get_config()
+        config = {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+        }
         config.update(
             {
                 "task": self.task,
@@ -389,3 +462,10 @@ class TIPSDPTHead(Backbone):
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        if isinstance(config.get("dtype"), dict):
+            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
+        return cls(**config)

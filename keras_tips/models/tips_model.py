@@ -9,6 +9,7 @@ from keras import ops
 from keras_hub.models import Task
 
 from keras_tips.layers.contrastive_head import l2_normalize
+from keras_tips.layers.interpolation import resize_bilinear
 from keras_tips.layers.interpolation import spatial_size
 from keras_tips.models.tips_backbone import TIPSBackbone
 from keras_tips.models.tips_preprocessor import TIPSPreprocessor
@@ -170,21 +171,19 @@ def _compile(layer, function):
 
 class DensePrediction(keras.layers.Layer):
     """An image tower feeding a DPT head, as one layer (so that one compiled
-    inference function holds the weights of both).
+    inference function holds the weights of both). Returns the head's map at
+    its own resolution.
 
     Args:
         encoder: a `TIPSVisionEncoder`.
         head: a `TIPSDPTHead` of the encoder's width.
-        native_resolution: bool. Keep the head's own output size instead of
-            resizing to the input size.
         **kwargs: standard `keras.layers.Layer` arguments.
     """
 
-    def __init__(self, encoder, head, native_resolution=False, **kwargs):
+    def __init__(self, encoder, head, **kwargs):
         super().__init__(**kwargs)
         self.encoder = encoder
         self.head = head
-        self.native_resolution = bool(native_resolution)
 
     def call(self, images):
         outputs = self.encoder(
@@ -202,8 +201,7 @@ class DensePrediction(keras.layers.Layer):
                     ops.reshape(patches, (-1, *grid, patches.shape[-1])),
                 )
             )
-        image_size = None if self.native_resolution else (height, width)
-        return self.head(features, image_size=image_size)
+        return self.head(features)
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
@@ -410,13 +408,11 @@ class TIPSModel(Task):
 
     # --- Dense prediction --------------------------------------------------
 
-    def _dense_function(self, head, native_resolution):
-        key = ("dense", id(head), bool(native_resolution))
+    def _dense_function(self, head):
+        key = ("dense", id(head))
         cached = self._inference_functions.get(key)
         if cached is None or cached[0] is not head:
-            predictor = DensePrediction(
-                self.backbone.vision_encoder, head, bool(native_resolution)
-            )
+            predictor = DensePrediction(self.backbone.vision_encoder, head)
             cached = (head, _compile(predictor, predictor))
             self._inference_functions[key] = cached
         return cached[1]
@@ -470,11 +466,15 @@ class TIPSModel(Task):
         images = check_images(images, self.patch_size)
         if int(batch_size) < 1:
             raise ValueError(f"`batch_size` must be >= 1; received {batch_size}.")
-        function = self._dense_function(head, native_resolution)
+        function = self._dense_function(head)
         chunks = []
         for start in range(0, images.shape[0], int(batch_size)):
-            outputs = function(images[start : start + int(batch_size)])
-            chunks.append(ops.convert_to_numpy(outputs).astype("float32"))
+            maps = function(images[start : start + int(batch_size)])
+            if not native_resolution:
+                # Outside the compiled function: one compilation per input
+                # size serves both resolutions.
+                maps = resize_bilinear(maps, images.shape[1:3], align_corners=False)
+            chunks.append(ops.convert_to_numpy(maps).astype("float32"))
         return np.concatenate(chunks)
 
     # --- Zero-shot --------------------------------------------------------
