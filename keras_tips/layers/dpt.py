@@ -234,8 +234,6 @@ class DPTReassembleBlocks(keras.layers.Layer):
                 name="resize_layers_1",
             ),
             None,
-            # Padding 1 on every side is applied in `call`: Keras' "same"
-            # would pad only the bottom and right of an even-sized map.
             _conv(last, 3, "resize_layers_3", policy, strides=2, padding="valid"),
         ]
 
@@ -264,6 +262,8 @@ class DPTReassembleBlocks(keras.layers.Layer):
             x = self.out_projections[level](x)
             resize = self.resize_layers[level]
             if level == 3:
+                # PyTorch's padding=1 on every side; Keras' "same" would pad
+                # only the bottom and right of an even-sized map.
                 x = ops.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
             if resize is not None:
                 x = resize(x)

@@ -2,7 +2,6 @@
 
 import datetime
 import json
-import math
 import os
 
 import keras
@@ -10,7 +9,6 @@ import numpy as np
 from keras import ops
 
 from keras_tips.atomic_files import write_atomically
-
 from keras_tips.layers.dpt import DPTFusionBlock
 from keras_tips.layers.dpt import DPTReassembleBlocks
 from keras_tips.layers.interpolation import resize_bicubic
@@ -44,12 +42,6 @@ def depth_bin_centers(min_depth, max_depth, num_bins):
         A float32 NumPy array of shape (num_bins,).
     """
     return np.linspace(min_depth, max_depth, num_bins).astype("float32")
-
-
-def native_size(grid_height, grid_width):
-    """Output size of a DPT head (without `image_size`) for a patch grid:
-    16 * ceil(g / 2) per side (level 3 halves the grid, four 2x fusions)."""
-    return 16 * math.ceil(grid_height / 2), 16 * math.ceil(grid_width / 2)
 
 
 def normalize_normals(normals, image_size=None):

@@ -428,7 +428,8 @@ class TIPSModel(Task):
             images: float (B, H, W, 3) or (H, W, 3) in [0, 1], channels last,
                 H and W multiples of 14 (the released heads: 448 x 448).
             head: a `TIPSDPTHead`, or a registered head name or preset
-                directory for `TIPSDPTHead.from_preset`.
+                directory (loaded with `TIPSDPTHead.from_preset` on first
+                use and kept).
             batch_size: int. Images per forward pass.
             native_resolution: bool. Return the head's own resolution,
                 16 * ceil(g / 2) per side of a g-patch side, instead of
@@ -450,7 +451,11 @@ class TIPSModel(Task):
         from keras_tips.models.tips_dpt_head import TIPSDPTHead
 
         if not isinstance(head, TIPSDPTHead):
-            head = TIPSDPTHead.from_preset(head)
+            # Loaded once per name, so that its compiled function is reused.
+            key = ("dense_head", os.fspath(head))
+            if key not in self._inference_functions:
+                self._inference_functions[key] = TIPSDPTHead.from_preset(head)
+            head = self._inference_functions[key]
         encoder = self.backbone.vision_encoder
         if head.input_embed_dim != encoder.hidden_dim:
             raise ValueError(

@@ -143,6 +143,19 @@ def test_predict_dense_batches_and_takes_a_preset(depth_head, tiny_model, dpt_pr
         tiny_model.predict_dense(images, depth_head, batch_size=0)
 
 
+def test_encoder_returns_the_blocks_asked_for(tiny_model):
+    encoder = tiny_model.backbone.vision_encoder
+    spec = encoder.compute_output_spec(
+        keras.KerasTensor((2, 28, 42, 3)), return_intermediates=(1, 0, 1)
+    )
+    assert spec["intermediate_patches"].shape == (2, 3, 6, encoder.hidden_dim)
+    assert spec["intermediate_cls_1"].shape == (2, 3, encoder.hidden_dim)
+    with pytest.raises(ValueError, match=r"\[2\] are out of range.*2 blocks"):
+        encoder.intermediate_blocks([0, 2])
+    with pytest.raises(ValueError, match="bool or a sequence"):
+        encoder.intermediate_blocks(1.5)
+
+
 def test_registry_lists_the_released_heads():
     expected = {
         f"tips_v2_{model}_{task}_dpt"
