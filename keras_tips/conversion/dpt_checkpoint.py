@@ -12,16 +12,16 @@ arrays, as released, is one), without pickle:
   `head.weight`; the legacy names without `dpt.` and with a task-named head
   too), convolution kernels (out, in, H, W), dense kernels (out, in).
 
-Numerical conventions of the official loader: Flax's transposed convolutions
-(the 4x and 2x upsampling of levels 0 and 1) apply their kernel without the
-180-degree spatial flip of PyTorch's and Keras' transposed convolutions, so
-those kernels are flipped on conversion; the official loader flips them in
-the PyTorch layout too (such files hold them as Flax orientates them), and so
-is done here.
+The transposed convolutions (the 4x and 2x upsampling of levels 0 and 1)
+need care: Flax applies their kernels without the 180-degree spatial flip
+of PyTorch's and Keras' transposed convolutions, so the kernels are flipped
+on conversion. The official loader flips them in the PyTorch layout as well
+(those files keep Flax's orientation), and so does this converter.
 
-Sizes are inferred from the arrays. Every array must be used exactly once
-and every shape must match: a missing, unexpected or mis-shaped array fails
-with a message that names it.
+Sizes are inferred from the arrays; the structure is the official
+decoders' (a "project" readout, no activation after the last convolution).
+Every array must be used exactly once and every shape must match: a
+missing, unexpected or mis-shaped array fails with a message that names it.
 """
 
 import numpy as np
@@ -345,7 +345,6 @@ def dpt_config_from_checkpoint(
     num_outputs = checkpoint.dimension(
         f"{_HEAD}/kernel", "head.weight", 1, 0, 2, "the number of outputs"
     )
-    readout = any("readout_projects" in key for key in checkpoint.arrays)
     if encoder_layers is None:
         encoder_layers = default_encoder_layers(embed_dim)
         if encoder_layers is None:
@@ -361,7 +360,9 @@ def dpt_config_from_checkpoint(
         "num_outputs": num_outputs,
         "channels": channels,
         "post_process_channels": post_process_channels,
-        "readout_type": "project" if readout else "ignore",
+        # The official decoders' readout (and the released heads'); its
+        # arrays are then required like every other.
+        "readout_type": "project",
     }
     if task == "depth":
         config.update(_depth_range(checkpoint, num_outputs, min_depth, max_depth))

@@ -136,6 +136,13 @@ def test_missing_array_is_named(tmp_path):
         build(write(tmp_path, state), "depth")
 
 
+def test_missing_readout_is_not_taken_for_another_structure(tmp_path):
+    state = load(dpt_checkpoint("depth"))
+    state = {key: value for key, value in state.items() if "readout" not in key}
+    with pytest.raises(CheckpointError, match="missing arrays.*readout_projects_0/bias"):
+        build(write(tmp_path, state), "depth")
+
+
 def test_missing_array_needed_for_the_sizes_is_named(tmp_path):
     state = load(dpt_checkpoint("depth"))
     del state[BODY + "convs_0/kernel"]
