@@ -22,16 +22,23 @@ Sizes are inferred from the arrays; the structure is the official
 decoders' (a "project" readout, no activation after the last convolution).
 Every array must be used exactly once and every shape must match: a
 missing, unexpected or mis-shaped array fails with a message that names it.
+
+The head class is an argument (as in keras-hub's preset loaders), so that
+`TIPSDPTHead.from_preset` can convert a registered head through this module
+without an import cycle; `keras_tips.conversion.convert` binds it to
+`TIPSDPTHead` for the public API (`keras_tips.convert_dpt_checkpoint`).
 """
 
 import numpy as np
 
-from keras_tips.conversion.convert import check_output_dir
-from keras_tips.conversion.convert import save_preset_atomically
-from keras_tips.conversion.official_checkpoint import CheckpointError
+from keras_tips.atomic_files import check_output_dir
+from keras_tips.atomic_files import save_preset_atomically
 from keras_tips.conversion.official_checkpoint import read_npz
-from keras_tips.models.tips_dpt_head import TASKS
-from keras_tips.models.tips_dpt_head import TIPSDPTHead
+from keras_tips.errors import CheckpointError
+from keras_tips.layers.dpt import depth_bin_centers
+from keras_tips.models.tips_dpt_presets import DEFAULT_MAX_DEPTH
+from keras_tips.models.tips_dpt_presets import DEFAULT_MIN_DEPTH
+from keras_tips.models.tips_dpt_presets import DPT_TASKS
 from keras_tips.models.tips_dpt_presets import TIPS_DPT_PRESETS
 
 SCENIC = "scenic"
@@ -311,8 +318,8 @@ def dpt_config_from_checkpoint(
     Returns:
         A dict of `TIPSDPTHead` arguments.
     """
-    if task not in TASKS:
-        raise ValueError(f"`task` must be one of {TASKS}; received {task!r}.")
+    if task not in DPT_TASKS:
+        raise ValueError(f"`task` must be one of {DPT_TASKS}; received {task!r}.")
     if checkpoint.head_name == "pixel_depth_regress":
         raise CheckpointError(
             f"The DPT checkpoint {checkpoint.path!r} holds a depth regression "
@@ -379,10 +386,6 @@ def dpt_config_from_checkpoint(
 
 
 def _depth_range(checkpoint, num_bins, min_depth, max_depth):
-    from keras_tips.models.tips_dpt_head import DEFAULT_MAX_DEPTH
-    from keras_tips.models.tips_dpt_head import DEFAULT_MIN_DEPTH
-    from keras_tips.models.tips_dpt_head import depth_bin_centers
-
     centers = checkpoint.bin_centers
     if centers is None:
         return {
@@ -503,16 +506,19 @@ def export_dpt_state(head, layout=SCENIC):
     return state
 
 
-def build_dpt_head_from_checkpoint(
+def build_head_from_checkpoint(
+    head_class,
     checkpoint_path,
     task,
     encoder_layers=None,
     min_depth=None,
     max_depth=None,
 ):
-    """Builds a `TIPSDPTHead` holding the weights of an official checkpoint.
+    """Builds a DPT head holding the weights of an official checkpoint.
 
     Args:
+        head_class: the head to build, called with the inferred
+            configuration (`TIPSDPTHead`).
         checkpoint_path: path of the released `<model>_<task>_dpt.zip` (or
             any `.npz` in the Scenic or PyTorch layout).
         task: `"segmentation"`, `"depth"` or `"normals"`.
@@ -523,58 +529,40 @@ def build_dpt_head_from_checkpoint(
         max_depth: optional float, depth only (default 10.0).
 
     Returns:
-        A `TIPSDPTHead`.
+        A `head_class` instance.
+
+    Raises:
+        CheckpointError: the file is missing or unreadable, or an array is
+            missing, unexpected or mis-shaped (each is named).
     """
     checkpoint = DPTCheckpoint(checkpoint_path)
     config = dpt_config_from_checkpoint(
         checkpoint, task, encoder_layers, min_depth, max_depth
     )
-    head = TIPSDPTHead(**config)
+    head = head_class(**config)
     load_dpt_weights(head, checkpoint)
     return head
 
 
-def convert_dpt_checkpoint(
-    checkpoint_path,
-    task,
-    output_dir,
-    encoder_layers=None,
-    min_depth=None,
-    max_depth=None,
-    overwrite=False,
+def convert_to_head_preset(
+    head_class, checkpoint_path, task, output_dir, overwrite=False, **kwargs
 ):
-    """Converts an official DPT decoder checkpoint into a head preset.
-
-    The preset is written to a temporary folder and moved into place at the
-    end, so an interrupted conversion leaves nothing half-written.
+    """Converts an official DPT checkpoint into a head preset directory,
+    all or nothing (see `keras_tips.convert_dpt_checkpoint`).
 
     Args:
-        checkpoint_path: path of the released `<model>_<task>_dpt.zip` (or
-            any `.npz` in the Scenic or PyTorch layout).
+        head_class: the head to build (`TIPSDPTHead`).
+        checkpoint_path: path of the checkpoint.
         task: `"segmentation"`, `"depth"` or `"normals"`.
         output_dir: str. Preset directory to create.
-        encoder_layers: optional four image-tower blocks feeding the levels
-            (`--layers`); by default those of the released head of the same
-            width: B/14 [2, 5, 8, 11], L/14 [5, 11, 17, 23], So400m/14
-            [6, 13, 20, 26], g/14 [9, 19, 29, 39].
-        min_depth: optional float, depth only (default 0.001).
-        max_depth: optional float, depth only (default 10.0).
         overwrite: bool. Replace an existing `output_dir`.
+        **kwargs: `encoder_layers`, `min_depth`, `max_depth` of
+            `build_head_from_checkpoint`.
 
     Returns:
-        The converted `TIPSDPTHead`.
-
-    Example:
-    ```python
-    keras_tips.convert_dpt_checkpoint(
-        "tips_v2_b14_depth_dpt.zip", task="depth", output_dir="b14_depth"
-    )
-    head = keras_tips.TIPSDPTHead.from_preset("b14_depth")
-    ```
+        The converted head.
     """
     output_dir = check_output_dir(output_dir, overwrite)
-    head = build_dpt_head_from_checkpoint(
-        checkpoint_path, task, encoder_layers, min_depth, max_depth
-    )
+    head = build_head_from_checkpoint(head_class, checkpoint_path, task, **kwargs)
     save_preset_atomically(head, output_dir)
     return head

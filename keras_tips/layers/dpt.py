@@ -11,15 +11,63 @@ features, each a `(cls, patch_map)` pair, and:
 2. fuses them from the coarsest level down (`DPTFusionBlock`), each step
    refining with pre-activation residual units (`PreActResidualConvUnit`)
    and upsampling 2x.
+
+A depth head reads its per-pixel bin scores as a distribution over depth
+bins (`expected_depth`).
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_tips.layers.interpolation import resize_bilinear
 from keras_tips.layers.interpolation import spatial_size
 
 READOUT_TYPES = ("project", "ignore")
+
+
+def depth_bin_centers(min_depth, max_depth, num_bins):
+    """The depth bin centres, `linspace(min_depth, max_depth, num_bins)`.
+
+    Computed in float64 and rounded to float32: within a float32 rounding of
+    the official `torch.linspace` (whose vectorised CPU kernel rounds
+    differently from element to element).
+
+    Args:
+        min_depth: float. The first bin centre.
+        max_depth: float. The last bin centre.
+        num_bins: int. Number of bins.
+
+    Returns:
+        A float32 NumPy array of shape (num_bins,).
+    """
+    return np.linspace(min_depth, max_depth, num_bins).astype("float32")
+
+
+def expected_depth(scores, bin_centers, min_depth):
+    """Depth from per-pixel bin scores, as the official depth decoder reads
+    them:
+
+        p_c = (relu(s_c) + min_depth) / sum_c' (relu(s_c') + min_depth)
+        depth = sum_c p_c * bin_centers_c
+
+    Args:
+        scores: (..., C) bin scores.
+        bin_centers: (C,) depth of each bin.
+        min_depth: float. The floor that keeps every bin's weight positive.
+
+    Returns:
+        (..., 1) depth.
+
+    Example:
+    ```python
+    depth = expected_depth(scores, depth_bin_centers(0.001, 10.0, 256), 0.001)
+    ```
+    """
+    weights = ops.relu(scores) + ops.cast(min_depth, scores.dtype)
+    probabilities = weights / ops.sum(weights, axis=-1, keepdims=True)
+    centers = ops.cast(bin_centers, scores.dtype)
+    return ops.sum(probabilities * centers, axis=-1, keepdims=True)
 
 
 def _conv(filters, kernel_size, name, dtype, use_bias=True, strides=1, padding="same"):

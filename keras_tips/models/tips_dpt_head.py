@@ -9,39 +9,23 @@ import numpy as np
 from keras import ops
 
 from keras_tips.atomic_files import write_atomically
+from keras_tips.conversion.dpt_preset_cache import resolve_dpt_preset
 from keras_tips.layers.dpt import DPTFusionBlock
 from keras_tips.layers.dpt import DPTReassembleBlocks
+from keras_tips.layers.dpt import depth_bin_centers
+from keras_tips.layers.dpt import expected_depth
 from keras_tips.layers.interpolation import resize_bicubic
 from keras_tips.layers.interpolation import resize_bilinear
+from keras_tips.models.tips_dpt_presets import DEFAULT_MAX_DEPTH
+from keras_tips.models.tips_dpt_presets import DEFAULT_MIN_DEPTH
+from keras_tips.models.tips_dpt_presets import DEFAULT_NUM_OUTPUTS
+from keras_tips.models.tips_dpt_presets import DPT_TASKS
 from keras_tips.models.tips_dpt_presets import TIPS_DPT_PRESETS
 
-TASKS = ("segmentation", "depth", "normals")
-# Outputs of the released heads: ADE20K classes, NYU depth bins, (x, y, z).
-DEFAULT_NUM_OUTPUTS = {"segmentation": 150, "depth": 256, "normals": 3}
-DEFAULT_MIN_DEPTH = 0.001
-DEFAULT_MAX_DEPTH = 10.0
 NUM_LEVELS = 4
 CONFIG_FILE = "config.json"
 METADATA_FILE = "metadata.json"
 WEIGHTS_FILE = "model.weights.h5"
-
-
-def depth_bin_centers(min_depth, max_depth, num_bins):
-    """The depth bin centres, `linspace(min_depth, max_depth, num_bins)`.
-
-    Computed in float64 and rounded to float32: within a float32 rounding of
-    the official `torch.linspace` (whose vectorised CPU kernel rounds
-    differently from element to element).
-
-    Args:
-        min_depth: float. The first bin centre.
-        max_depth: float. The last bin centre.
-        num_bins: int. Number of bins.
-
-    Returns:
-        A float32 NumPy array of shape (num_bins,).
-    """
-    return np.linspace(min_depth, max_depth, num_bins).astype("float32")
 
 
 def normalize_normals(normals, image_size=None):
@@ -170,8 +154,10 @@ class TIPSDPTHead(keras.Model):
         dtype=None,
         **kwargs,
     ):
-        if task not in TASKS:
-            raise ValueError(f"`task` must be one of {TASKS}; received {task!r}.")
+        if task not in DPT_TASKS:
+            raise ValueError(
+                f"`task` must be one of {DPT_TASKS}; received {task!r}."
+            )
         input_embed_dim = int(input_embed_dim)
         encoder_layers = tuple(int(i) for i in encoder_layers)
         if len(encoder_layers) != NUM_LEVELS or min(encoder_layers) < 0:
@@ -275,9 +261,7 @@ class TIPSDPTHead(keras.Model):
         Returns:
             A `TIPSDPTHead`.
         """
-        from keras_tips.conversion.dpt_download import resolve_dpt_preset
-
-        preset = resolve_dpt_preset(preset)
+        preset = resolve_dpt_preset(preset, cls)
         required = (CONFIG_FILE, WEIGHTS_FILE) if load_weights else (CONFIG_FILE,)
         missing = [
             name for name in required if not os.path.isfile(os.path.join(preset, name))
@@ -330,15 +314,12 @@ class TIPSDPTHead(keras.Model):
         Args:
             preset_dir: str. The folder to write (created if missing).
         """
-        from keras_tips import __version__
-
         os.makedirs(preset_dir, exist_ok=True)
         config = keras.saving.serialize_keras_object(self)
         for key in ("build_config", "compile_config"):
             config.pop(key, None)
         metadata = {
             "keras_version": keras.version(),
-            "keras_tips_version": __version__,
             "parameter_count": self.count_params(),
             "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
         }
@@ -412,16 +393,10 @@ class TIPSDPTHead(keras.Model):
             x = ops.relu(x)
         x = self.head(x)
         if self.task == "depth":
-            x = self._expected_depth(x)
+            x = expected_depth(x, self._bin_centers, self.min_depth)
         if image_size is not None:
             x = resize_bilinear(x, image_size, align_corners=False)
         return x
-
-    def _expected_depth(self, scores):
-        scores = ops.relu(scores) + ops.cast(self.min_depth, scores.dtype)
-        probabilities = scores / ops.sum(scores, axis=-1, keepdims=True)
-        centers = ops.convert_to_tensor(self._bin_centers, dtype=scores.dtype)
-        return ops.sum(probabilities * centers, axis=-1, keepdims=True)
 
     @property
     def bin_centers(self):

@@ -28,17 +28,31 @@ _DPT_MODELS = {
     "tips_v2_g14": ("tips_v2_oss_g14", (9, 19, 29, 39), "ViT-g/14"),
 }
 
+DPT_TASKS = ("segmentation", "depth", "normals")
+# What the released heads predict per pixel: ADE20K classes, NYU depth bins
+# (centres from 0.001 to 10 m), (x, y, z) normals.
+DEFAULT_NUM_OUTPUTS = {"segmentation": 150, "depth": 256, "normals": 3}
+DEFAULT_MIN_DEPTH = 0.001
+DEFAULT_MAX_DEPTH = 10.0
+
 # Task: (head config entries, what the head predicts).
 _DPT_TASKS = {
     "segmentation": (
-        {"num_outputs": 150},
+        {"num_outputs": DEFAULT_NUM_OUTPUTS["segmentation"]},
         "ADE20K semantic segmentation logits (150 classes)",
     ),
     "depth": (
-        {"num_outputs": 256, "min_depth": 0.001, "max_depth": 10.0},
+        {
+            "num_outputs": DEFAULT_NUM_OUTPUTS["depth"],
+            "min_depth": DEFAULT_MIN_DEPTH,
+            "max_depth": DEFAULT_MAX_DEPTH,
+        },
         "NYU depth in metres (expectation over 256 bins in [0.001, 10])",
     ),
-    "normals": ({"num_outputs": 3}, "surface normals (unnormalised)"),
+    "normals": (
+        {"num_outputs": DEFAULT_NUM_OUTPUTS["normals"]},
+        "surface normals (unnormalised)",
+    ),
 }
 
 

@@ -8,18 +8,19 @@ import numpy as np
 from keras import ops
 from keras_hub.models import Task
 
+from keras_tips.conversion.preset_cache import PRESET_WEIGHTS_FILE
+from keras_tips.conversion.preset_cache import resolve_preset
 from keras_tips.layers.contrastive_head import l2_normalize
 from keras_tips.layers.interpolation import resize_bilinear
 from keras_tips.layers.interpolation import spatial_size
 from keras_tips.models.tips_backbone import TIPSBackbone
+from keras_tips.models.tips_dpt_head import TIPSDPTHead
 from keras_tips.models.tips_preprocessor import TIPSPreprocessor
 from keras_tips.models.tips_presets import TIPS_PRESETS
-from keras_tips.models.tips_presets import resolve_preset
 from keras_tips.models.tips_tokenizer import check_texts
 
 CLS_TOKENS = ("cls_1", "cls_2")
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
-PRESET_WEIGHTS_FILE = "model.weights.h5"
 
 
 def check_images(images, patch_size=14):
@@ -250,7 +251,7 @@ class TIPSModel(Task):
             load_weights: bool. Whether to load the weights.
             **kwargs: forwarded to `keras_hub.models.Task.from_preset`.
         """
-        preset = resolve_preset(preset)
+        preset = resolve_preset(preset, cls)
         local = isinstance(preset, (str, os.PathLike)) and os.path.isdir(preset)
         weights = None
         if local:
@@ -448,8 +449,6 @@ class TIPSModel(Task):
         labels = logits.argmax(-1)
         ```
         """
-        from keras_tips.models.tips_dpt_head import TIPSDPTHead
-
         if not isinstance(head, TIPSDPTHead):
             # Loaded once per name, so that its compiled function is reused.
             key = ("dense_head", os.fspath(head))

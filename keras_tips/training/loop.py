@@ -16,11 +16,11 @@ import os
 import keras
 
 from keras_tips.atomic_files import write_atomically
+from keras_tips.errors import CheckpointError
 from keras_tips.training.checkpoint import PeriodicCheckpoint
-from keras_tips.training.checkpoint import SkipNonFiniteSteps
-from keras_tips.training.checkpoint import SkipNonFiniteUpdates
-from keras_tips.training.checkpoint import StopOnNonFiniteLoss
 from keras_tips.training.checkpoint import restore_checkpoint
+from keras_tips.training.nonfinite import SkipNonFiniteUpdates
+from keras_tips.training.nonfinite import nonfinite_guard
 
 logger = logging.getLogger(__name__)
 
@@ -109,17 +109,6 @@ def build_pretrainer(recipe, vocabulary_size):
         optimizer = SkipNonFiniteUpdates(optimizer)
     pretrainer.compile(optimizer=optimizer, jit_compile=recipe.train.jit_compile)
     return pretrainer
-
-
-def nonfinite_guard(mode):
-    """The callback of a `TrainConfig.nonfinite` mode (`"stop"`/`"skip"`)."""
-    if mode == "stop":
-        return StopOnNonFiniteLoss()
-    if mode == "skip":
-        return SkipNonFiniteSteps()
-    raise ValueError(
-        f"train.nonfinite must be 'stop' or 'skip'; received {mode!r}."
-    )
 
 
 class _TrackedBatches:
@@ -244,7 +233,11 @@ def _pretrain(recipe, output_dir, verbose):
     step = 0 if state is None else int(state["step"])
     interval = recipe.train.steps_per_checkpoint
     if step % interval:
-        raise ValueError(f"Checkpoint step {step} is not a multiple of {interval}.")
+        raise CheckpointError(
+            f"Checkpoint step {step} is not a multiple of {interval} "
+            "(train.steps_per_checkpoint): resume with the interval the run "
+            "was started with, or start a new output directory."
+        )
     history = os.path.join(output_dir, HISTORY_FILE)
     _truncate_history(history, step)
     pipeline_config = dataclasses.replace(recipe.data.pipeline, seed=recipe.train.seed)

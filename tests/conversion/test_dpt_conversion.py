@@ -9,11 +9,11 @@ import keras
 import numpy as np
 import pytest
 
+from keras_tips import CheckpointError
 from keras_tips import convert_dpt_checkpoint
-from keras_tips.conversion.dpt_checkpoint import build_dpt_head_from_checkpoint
+from keras_tips.conversion.convert import build_dpt_head_from_checkpoint
 from keras_tips.conversion.dpt_checkpoint import default_encoder_layers
 from keras_tips.conversion.dpt_checkpoint import export_dpt_state
-from keras_tips.conversion.official_checkpoint import CheckpointError
 from tests.conftest import dpt_checkpoint
 from tests.conftest import reference_config
 

@@ -2,6 +2,7 @@
 size, random weights in the official layout convert, and a registered name
 is fetched, converted once and reused (tested offline with a local mirror)."""
 
+import ast
 import os
 
 import numpy as np
@@ -41,6 +42,21 @@ def test_registry_lists_all_released_checkpoints():
         assert entry["vision_url"].startswith("https://storage.googleapis.com/tips_data/")
         assert entry["vision_url"].endswith("_vision.npz")
         assert entry["text_url"].endswith("_text.npz")
+
+
+def test_registry_is_data():
+    """Downloading and converting live in `conversion/`: the registry
+    imports nothing."""
+    from keras_tips.models import tips_presets
+
+    with open(tips_presets.__file__, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    imports = [
+        ast.unparse(node)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+    ]
+    assert imports == []
 
 
 def _check_build(name):

@@ -11,8 +11,8 @@ import pytest
 
 from keras_tips import TIPS_DPT_PRESETS
 from keras_tips import TIPS_PRESETS
+from keras_tips import CheckpointError
 from keras_tips import TIPSDPTHead
-from keras_tips.conversion.official_checkpoint import CheckpointError
 from tests.conftest import dpt_checkpoint
 from tests.conftest import reference_config
 from tests.conftest import reference_golden
@@ -183,6 +183,23 @@ def test_registry_lists_the_released_heads():
         assert max(config["encoder_layers"]) == vision["num_layers"] - 1
         outputs = {"segmentation": 150, "depth": 256, "normals": 3}
         assert config["num_outputs"] == outputs[config["task"]]
+
+
+def test_registry_is_data():
+    """Fetching and converting live in `conversion/`: the registry imports
+    only the encoders' registry (for their widths)."""
+    import ast
+
+    from keras_tips.models import tips_dpt_presets
+
+    with open(tips_dpt_presets.__file__, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    imports = [
+        ast.unparse(node)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+    ]
+    assert imports == ["from keras_tips.models.tips_presets import TIPS_PRESETS"]
 
 
 @pytest.mark.slow

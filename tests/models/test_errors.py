@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from keras_tips import TIPSModel
-from keras_tips.conversion.official_checkpoint import CheckpointError
+from keras_tips.errors import CheckpointError
 from tests.conftest import convert_reference
 from tests.conftest import reference_dir
 
