@@ -197,33 +197,35 @@ class DPTCheckpoint:
     def _add(self, canonical, key, value):
         if canonical in self.arrays:
             raise CheckpointError(
-                f"The DPT checkpoint {self.path!r} holds {self.file_keys[canonical]!r} "
-                f"and {key!r}, two names for the same array."
+                f"The DPT checkpoint {self.path!r} holds "
+                f"{self.file_keys[canonical]!r} and {key!r}, two names for the "
+                "same array."
             )
         self.arrays[canonical] = value
         self.file_keys[canonical] = key
 
+    def _set_head(self, name):
+        if self.head_name not in (None, name):
+            raise CheckpointError(
+                f"The DPT checkpoint {self.path!r} holds several task heads "
+                f"({self.head_name}, {name}); a decoder has one."
+            )
+        self.head_name = name
+
     def _read_scenic(self, state):
-        heads = set()
         for key, value in state.items():
             name = key[len("decoder/"):] if key.startswith("decoder/") else key
             if key.startswith("decoder/"):
                 self._head_prefix = "decoder/"
             top = name.split("/", 1)[0]
             if top in SCENIC_HEADS:
-                heads.add(top)
+                self._set_head(top)
                 self._add(_HEAD + name[len(top):], key, value)
             elif top == "dpt":
                 self._body_prefix = self._head_prefix + "dpt/"
                 self._add(name[len("dpt/"):], key, value)
             else:
                 self._add(name, key, value)
-        if len(heads) > 1:
-            raise CheckpointError(
-                f"The DPT checkpoint {self.path!r} holds several task heads "
-                f"({', '.join(sorted(heads))}); a decoder has one."
-            )
-        self.head_name = heads.pop() if heads else None
 
     def _read_pytorch(self, state):
         for key, value in state.items():
@@ -236,7 +238,7 @@ class DPTCheckpoint:
                 name = name[len("dpt."):]
             for legacy in PYTORCH_LEGACY_HEADS:
                 if name.startswith(legacy):
-                    self.head_name = legacy[:-1]
+                    self._set_head(legacy[:-1])
                     self._head_prefix = legacy
                     name = "head." + name[len(legacy):]
             if name.startswith("head.") and not self._head_prefix:

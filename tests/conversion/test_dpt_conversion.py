@@ -182,6 +182,18 @@ def test_pytorch_layout_errors_name_its_keys(tmp_path, depth_head):
     assert "'dpt.convs.1.weight' has shape (16, 16, 1, 3), expected (16, 16, 3, 3)" in message
 
 
+def test_two_task_heads_are_refused(tmp_path, depth_head):
+    state = load(dpt_checkpoint("depth"))
+    state["decoder/pixel_normals/bias"] = np.zeros(3, "float32")
+    with pytest.raises(CheckpointError, match="several task heads"):
+        build(write(tmp_path, state), "depth")
+    state = export_dpt_state(depth_head, "pytorch")
+    state["pixel_normals.bias"] = state.pop("head.bias")
+    state["pixel_depth_classif.weight"] = state.pop("head.weight")
+    with pytest.raises(CheckpointError, match="several task heads"):
+        build(write(tmp_path, state, "pytorch.npz"), "depth")
+
+
 def test_pickled_npz_is_refused(tmp_path):
     state = load(dpt_checkpoint("depth"))
     state[BODY + "project/bias"] = np.array([{"a": 1}], dtype=object)
