@@ -1,12 +1,18 @@
-"""Converts official TIPS checkpoints into a `TIPSModel` and its preset.
+"""The public converters of the official release.
 
-The public converter (`keras_tips.convert_official_checkpoint`, `keras-tips
-convert`): `keras_tips.conversion.official_preset` with the task bound to
-`TIPSModel`.
+Official TIPS checkpoints into a `TIPSModel` and its preset
+(`keras_tips.convert_official_checkpoint`, `keras-tips convert`):
+`keras_tips.conversion.official_preset` with the task bound to `TIPSModel`.
+Official DPT decoder checkpoints into a `TIPSDPTHead` and its preset
+(`keras_tips.convert_dpt_checkpoint`): `keras_tips.conversion.dpt_checkpoint`
+with the head bound to `TIPSDPTHead`.
 """
 
+from keras_tips.conversion.dpt_checkpoint import build_head_from_checkpoint
+from keras_tips.conversion.dpt_checkpoint import convert_to_head_preset
 from keras_tips.conversion.official_preset import build_task_from_official
 from keras_tips.conversion.official_preset import convert_to_preset
+from keras_tips.models.tips_dpt_head import TIPSDPTHead
 from keras_tips.models.tips_model import TIPSModel
 
 
@@ -81,3 +87,94 @@ def convert_official_checkpoint(output_dir, overwrite=False, **kwargs):
     ```
     """
     return convert_to_preset(TIPSModel, output_dir, overwrite=overwrite, **kwargs)
+
+
+def build_dpt_head_from_checkpoint(
+    checkpoint_path,
+    task,
+    encoder_layers=None,
+    min_depth=None,
+    max_depth=None,
+):
+    """Builds a `TIPSDPTHead` holding the weights of an official checkpoint.
+
+    Args:
+        checkpoint_path: path of the released `<model>_<task>_dpt.zip` (or
+            any `.npz` in the Scenic or PyTorch layout).
+        task: `"segmentation"`, `"depth"` or `"normals"`.
+        encoder_layers: optional four image-tower blocks feeding the levels;
+            by default those of the released head of the same width.
+        min_depth: optional float, depth only (default 0.001, or the
+            checkpoint's `bin_centers`).
+        max_depth: optional float, depth only (default 10.0).
+
+    Returns:
+        A `TIPSDPTHead`.
+
+    Example:
+    ```python
+    head = build_dpt_head_from_checkpoint("tips_v2_b14_depth_dpt.zip", "depth")
+    ```
+    """
+    return build_head_from_checkpoint(
+        TIPSDPTHead,
+        checkpoint_path,
+        task,
+        encoder_layers=encoder_layers,
+        min_depth=min_depth,
+        max_depth=max_depth,
+    )
+
+
+def convert_dpt_checkpoint(
+    checkpoint_path,
+    task,
+    output_dir,
+    encoder_layers=None,
+    min_depth=None,
+    max_depth=None,
+    overwrite=False,
+):
+    """Converts an official DPT decoder checkpoint into a head preset.
+
+    Reads the released Scenic/Flax arrays (`<model>_<task>_dpt.zip`) or the
+    PyTorch key layout the official loader also accepts, without pickle;
+    infers the sizes from the arrays and refuses a missing, unexpected or
+    mis-shaped array with a message that names it. The preset is written to
+    a temporary folder and moved into place at the end, so an interrupted
+    conversion leaves nothing half-written.
+
+    Args:
+        checkpoint_path: path of the released `<model>_<task>_dpt.zip` (or
+            any `.npz` in the Scenic or PyTorch layout).
+        task: `"segmentation"`, `"depth"` or `"normals"`.
+        output_dir: str. Preset directory to create.
+        encoder_layers: optional four image-tower blocks feeding the levels
+            (`--layers`); by default those of the released head of the same
+            width: B/14 [2, 5, 8, 11], L/14 [5, 11, 17, 23], So400m/14
+            [6, 13, 20, 26], g/14 [9, 19, 29, 39].
+        min_depth: optional float, depth only (default 0.001).
+        max_depth: optional float, depth only (default 10.0).
+        overwrite: bool. Replace an existing `output_dir`.
+
+    Returns:
+        The converted `TIPSDPTHead`.
+
+    Example:
+    ```python
+    keras_tips.convert_dpt_checkpoint(
+        "tips_v2_b14_depth_dpt.zip", task="depth", output_dir="b14_depth"
+    )
+    head = keras_tips.TIPSDPTHead.from_preset("b14_depth")
+    ```
+    """
+    return convert_to_head_preset(
+        TIPSDPTHead,
+        checkpoint_path,
+        task,
+        output_dir,
+        overwrite=overwrite,
+        encoder_layers=encoder_layers,
+        min_depth=min_depth,
+        max_depth=max_depth,
+    )

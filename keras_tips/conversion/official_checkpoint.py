@@ -43,7 +43,12 @@ def read_npz(path, description="checkpoint"):
         )
     try:
         with np.load(path, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
+            # Zip tools may add folder entries ("decoder/"): no arrays.
+            return {
+                name: archive[name]
+                for name in archive.files
+                if not name.endswith("/")
+            }
     except MemoryError as error:
         raise CheckpointError(
             f"The {description} {path!r} declares arrays too large to load; "

@@ -8,9 +8,9 @@ binds it to `TIPSModel` for the public API.
 """
 
 import os
-import shutil
-import tempfile
 
+from keras_tips.atomic_files import check_output_dir
+from keras_tips.atomic_files import save_preset_atomically
 from keras_tips.conversion.official_checkpoint import load_official_text_weights
 from keras_tips.conversion.official_checkpoint import load_official_vision_weights
 from keras_tips.conversion.official_checkpoint import read_npz
@@ -134,22 +134,7 @@ def convert_to_preset(task_class, output_dir, overwrite=False, **kwargs):
     )
     ```
     """
-    output_dir = os.path.abspath(os.fspath(output_dir))
-    if os.path.exists(output_dir) and not overwrite:
-        raise FileExistsError(
-            f"{output_dir!r} already exists; pass overwrite=True (--overwrite) "
-            "to replace it."
-        )
+    output_dir = check_output_dir(output_dir, overwrite)
     task = build_task_from_official(task_class, **kwargs)
-    parent = os.path.dirname(output_dir)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".converting-", dir=parent)
-    try:
-        task.save_to_preset(staging)
-        if os.path.exists(output_dir):
-            shutil.rmtree(output_dir)
-        os.replace(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    save_preset_atomically(task, output_dir)
     return task

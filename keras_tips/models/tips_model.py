@@ -12,7 +12,10 @@ from keras_tips import backend
 from keras_tips.conversion.preset_cache import PRESET_WEIGHTS_FILE
 from keras_tips.conversion.preset_cache import resolve_preset
 from keras_tips.layers.contrastive_head import l2_normalize
+from keras_tips.layers.interpolation import resize_bilinear
+from keras_tips.layers.interpolation import spatial_size
 from keras_tips.models.tips_backbone import TIPSBackbone
+from keras_tips.models.tips_dpt_head import TIPSDPTHead
 from keras_tips.models.tips_preprocessor import TIPSPreprocessor
 from keras_tips.models.tips_presets import TIPS_PRESETS
 from keras_tips.models.tips_tokenizer import check_texts
@@ -125,6 +128,41 @@ def check_preset_files(preset_dir, load_weights=True):
             f"The weights file {path!r} is damaged or not an HDF5 weights "
             f"file ({error})."
         ) from error
+
+
+class DensePrediction(keras.layers.Layer):
+    """An image tower feeding a DPT head, as one layer (so that one compiled
+    inference function holds the weights of both). Returns the head's map at
+    its own resolution.
+
+    Args:
+        encoder: a `TIPSVisionEncoder`.
+        head: a `TIPSDPTHead` of the encoder's width.
+        **kwargs: standard `keras.layers.Layer` arguments.
+    """
+
+    def __init__(self, encoder, head, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.head = head
+
+    def call(self, images):
+        outputs = self.encoder(
+            images, return_intermediates=self.head.encoder_layers
+        )
+        height, width = spatial_size(images)
+        size = self.encoder.patch_size
+        grid = (height // size, width // size)
+        features = []
+        for level in range(len(self.head.encoder_layers)):
+            patches = outputs["intermediate_patches"][:, level]
+            features.append(
+                (
+                    outputs["intermediate_cls_1"][:, level],
+                    ops.reshape(patches, (-1, *grid, patches.shape[-1])),
+                )
+            )
+        return self.head(features)
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
@@ -334,6 +372,80 @@ class TIPSModel(Task):
                     function(token_ids[start:stop], padding_mask[start:stop])
                 ).astype("float32")
             )
+        return np.concatenate(chunks)
+
+    # --- Dense prediction --------------------------------------------------
+
+    def _dense_function(self, head):
+        key = ("dense", id(head), backend.fast_kernels_enabled())
+        cached = self._inference_functions.get(key)
+        if cached is None or cached[0] is not head:
+            predictor = DensePrediction(self.backbone.vision_encoder, head)
+            cached = (head, backend.compile_inference(predictor, predictor))
+            self._inference_functions[key] = cached
+        return cached[1]
+
+    def predict_dense(self, images, head, batch_size=8, native_resolution=False):
+        """Dense maps of images from a DPT head on this model's image tower.
+
+        The image tower runs at the size given and hands the head the blocks
+        of `head.encoder_layers` after the final LayerNorm (CLS1 and the
+        patch map), as the official decoder notebook does.
+
+        Args:
+            images: float (B, H, W, 3) or (H, W, 3) in [0, 1], channels last,
+                H and W multiples of 14 (the released heads: 448 x 448).
+            head: a `TIPSDPTHead`, or a registered head name or preset
+                directory (loaded with `TIPSDPTHead.from_preset` on first
+                use and kept).
+            batch_size: int. Images per forward pass.
+            native_resolution: bool. Return the head's own resolution,
+                16 * ceil(g / 2) per side of a g-patch side, instead of
+                resizing bilinearly to H x W.
+
+        Returns:
+            A float32 NumPy array (B, H, W, C): segmentation logits
+            (C = classes), depth (C = 1) or raw surface normals (C = 3; see
+            `keras_tips.normalize_normals`).
+
+        Example:
+        ```python
+        model = keras_tips.TIPSModel.from_preset("tips_v2_oss_b14")
+        head = keras_tips.TIPSDPTHead.from_preset("tips_v2_b14_segmentation_dpt")
+        logits = model.predict_dense(images, head)  # (B, 448, 448, 150)
+        labels = logits.argmax(-1)
+        ```
+        """
+        if not isinstance(head, TIPSDPTHead):
+            # Loaded once per name, so that its compiled function is reused.
+            key = ("dense_head", os.fspath(head))
+            if key not in self._inference_functions:
+                self._inference_functions[key] = TIPSDPTHead.from_preset(head)
+            head = self._inference_functions[key]
+        encoder = self.backbone.vision_encoder
+        if head.input_embed_dim != encoder.hidden_dim:
+            raise ValueError(
+                f"The DPT head decodes features of width {head.input_embed_dim} "
+                f"but this image tower has width {encoder.hidden_dim}: they do "
+                "not belong together."
+            )
+        if max(head.encoder_layers) >= encoder.num_layers:
+            raise ValueError(
+                f"The DPT head reads blocks {list(head.encoder_layers)} but this "
+                f"image tower has {encoder.num_layers} blocks."
+            )
+        images = check_images(images, self.patch_size)
+        if int(batch_size) < 1:
+            raise ValueError(f"`batch_size` must be >= 1; received {batch_size}.")
+        function = self._dense_function(head)
+        chunks = []
+        for start in range(0, images.shape[0], int(batch_size)):
+            maps = function(images[start : start + int(batch_size)])
+            if not native_resolution:
+                # Outside the compiled function: one compilation per input
+                # size serves both resolutions.
+                maps = resize_bilinear(maps, images.shape[1:3], align_corners=False)
+            chunks.append(ops.convert_to_numpy(maps).astype("float32"))
         return np.concatenate(chunks)
 
     # --- Zero-shot --------------------------------------------------------
