@@ -106,7 +106,7 @@ def test_b14_recipe_smoke_at_reduced_size(tmp_path):
         f"data.tokenizer='{ROOT}/tests/testdata/tips_tiny/tokenizer.model'",
         "data.sequence_length=16",
         "data.pipeline.batch_size=4",
-        "data.pipeline.global_image_size=56",
+        "data.image_size=56",
         "data.pipeline.local_crop_count=2",
         "data.pipeline.local_image_size=28",
         "data.pipeline.worker_count=0",
@@ -114,12 +114,10 @@ def test_b14_recipe_smoke_at_reduced_size(tmp_path):
         "model.vision.num_heads=2",
         "model.vision.num_layers=1",
         "model.vision.intermediate_dim=128",
-        "model.vision.position_grid_size=4",
         "model.text.hidden_dim=64",
         "model.text.num_heads=2",
         "model.text.num_layers=1",
         "model.text.intermediate_dim=128",
-        "model.text.max_sequence_length=16",
         "objective.num_prototypes=128",
         "objective.head_hidden_dim=64",
         "objective.head_bottleneck_dim=32",
@@ -129,7 +127,11 @@ def test_b14_recipe_smoke_at_reduced_size(tmp_path):
         "train.jit_compile='auto'",
     ])
     assert recipe.model.dtype == "mixed_bfloat16"
-    assert recipe.data.pipeline.mask_mode == "block"
+    assert recipe.data.pipeline.mask.mode == "block"
+    # The crop, the position grid and the text length followed the sources.
+    assert recipe.data.pipeline.global_image_size == 56
+    assert recipe.model.vision["position_grid_size"] == 4
+    assert recipe.model.text["max_sequence_length"] == 16
     pretrainer = pretrain(recipe, str(tmp_path / "run"), verbose=0)
     assert int(pretrainer.step_counter.numpy()) == 2
     assert (tmp_path / "run" / "preset" / "config.json").exists()
