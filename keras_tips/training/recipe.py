@@ -301,6 +301,7 @@ class PretrainRecipe:
                 source gives, or a source out of range.
         """
         self._check_sources()
+        filled = {}
         for field in FOLLOWED_FIELDS:
             current = _get_field(self, field.path)
             value = field.value(self)
@@ -309,8 +310,7 @@ class PretrainRecipe:
                 or current == value
                 or self._followed.get(field.path, None) == current
             ):
-                _set_field(self, field.path, value)
-                self._followed[field.path] = value
+                filled[field.path] = value
             elif field.may_differ:
                 self._followed.pop(field.path, None)
             else:
@@ -319,6 +319,8 @@ class PretrainRecipe:
                     f"{value!r}: {field.path} follows {field.source}. Set "
                     f"{field.source} instead, or leave {field.path} unset."
                 )
+        _set_fields(self, filled)
+        self._followed.update(filled)
         patch_size = _patch_size(self)
         size = self.evaluation.image_size
         if not isinstance(size, int) or size < patch_size or size % patch_size:
@@ -425,8 +427,23 @@ def _get_field(recipe, path):
     return target
 
 
-def _set_field(recipe, path, value):
-    _assign(recipe, path.split("."), value, path)
+def _set_fields(recipe, values):
+    """Sets several field paths. The fields of one frozen dataclass change
+    together, so that it checks their new values against each other (a
+    crop size against a patch size), not against the old ones."""
+    by_parent = {}
+    for path, value in values.items():
+        parent, _, name = path.rpartition(".")
+        by_parent.setdefault(parent, {})[name] = value
+    for parent, changes in by_parent.items():
+        target = _get_field(recipe, parent)
+        if isinstance(target, dict):
+            target.update(changes)
+        elif type(target).__dataclass_params__.frozen:
+            _assign(recipe, parent.split("."), dataclasses.replace(target, **changes), parent)
+        else:
+            for name, value in changes.items():
+                setattr(target, name, value)
 
 
 def _assign(target, parts, value, key):

@@ -137,6 +137,11 @@ def test_sources_move_what_follows_them():
     assert recipe.model.text["max_sequence_length"] == 32
     assert recipe.optimizer.total_steps == 600
     assert recipe.data.pipeline.seed == 3
+    # The crop and the patch size change together (64 is no multiple of 14).
+    recipe = load_recipe(TINY, ["data.image_size=64", "model.vision.patch_size=16"])
+    assert recipe.data.pipeline.global_image_size == 64
+    assert recipe.data.pipeline.patch_size == 16
+    assert recipe.model.vision["position_grid_size"] == 4
 
 
 @pytest.mark.parametrize(
