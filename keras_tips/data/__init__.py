@@ -12,17 +12,17 @@ The pipeline is split one concept a file: `pipeline_config` (settings),
 batches), `pipeline` (the grain graph and the iterator of batches).
 """
 
+from keras_tips.data.example_transform import PretrainingExampleTransform
 from keras_tips.data.masking import PatchMaskConfig
 from keras_tips.data.masking import PatchMasker
 from keras_tips.data.masking import block_patch_mask
 from keras_tips.data.masking import random_patch_mask
 from keras_tips.data.photos import SkimagePhotosSource
-from keras_tips.data.pipeline_config import PipelineConfig
-from keras_tips.data.example_transform import PretrainingExampleTransform
 from keras_tips.data.pipeline import BATCH_KEYS
 from keras_tips.data.pipeline import PretrainingPipeline
 from keras_tips.data.pipeline import build_batch_dataset
 from keras_tips.data.pipeline import build_example_dataset
+from keras_tips.data.pipeline_config import PipelineConfig
 from keras_tips.data.records import deserialize_record
 from keras_tips.data.records import serialize_record
 from keras_tips.data.shapes import SHAPE_CLASSES
