@@ -131,8 +131,9 @@ def _head_flops(vectors, width, hidden, bottleneck, prototypes, num_layers):
     return vectors * (mlp + 2 * bottleneck * prototypes)
 
 
-def train_step_flops(shape):
-    """Model FLOPs of one train step on one example (analytic).
+def train_step_flops(recipe, shape):
+    """Model FLOPs of one train step on one example (analytic), for the
+    model and objective of `recipe` at its batch `shape`.
 
     Trained path (student image tower on the masked global crop, again on
     the unmasked global crop for the contrastive terms (the pretrainer's
@@ -145,7 +146,6 @@ def train_step_flops(shape):
     Returns:
         dict with "student", "teacher" (forward FLOPs) and "total".
     """
-    recipe = tiny_recipe()
     vision, objective = recipe.model.vision, recipe.objective
     width = vision["hidden_dim"]
     global_patches = shape.num_patches
@@ -226,12 +226,13 @@ def random_batch(shape, seed=0):
     return batch
 
 
-def build_pretrainer(shape, dtype, remat):
+def build_pretrainer(recipe, shape, remat):
+    """The loop's pretrainer of `recipe`, optionally with every transformer
+    block of both towers rematerialised."""
     import keras
 
     from keras_tips.training.loop import build_pretrainer as build_from_recipe
 
-    recipe = tiny_recipe(dtype)
     keras.utils.set_random_seed(0)
     names = [f"blocks_{i}" for i in range(recipe.model.vision["num_layers"])]
     names += [f"resblocks_{i}" for i in range(recipe.model.text["num_layers"])]
@@ -310,12 +311,13 @@ def worker(dtype, remat, warmup, rounds, steps_per_round, measure_peak):
     import numpy as np
 
     backend = keras.backend.backend()
-    shape = batch_shape(tiny_recipe())
+    recipe = tiny_recipe(dtype)
+    shape = batch_shape(recipe)
     result = {"backend": backend, "dtype": dtype, "remat": remat}
     if measure_peak:
         result["matmul_peak_flops"] = matmul_peak_flops()
     common.log(f"train step {backend} {dtype} remat={remat}: building")
-    pretrainer = build_pretrainer(shape, dtype, remat)
+    pretrainer = build_pretrainer(recipe, shape, remat)
     batch = {
         k: keras.ops.convert_to_tensor(v)
         for k, v in random_batch(shape).items()
@@ -350,7 +352,7 @@ def worker(dtype, remat, warmup, rounds, steps_per_round, measure_peak):
     result["shape"] = dict(
         dataclasses.asdict(shape), num_patches=shape.num_patches
     )
-    result["flops_per_image"] = train_step_flops(shape)
+    result["flops_per_image"] = train_step_flops(recipe, shape)
     if backend == "jax":
         try:
             flops, temp = jax_compiled_analysis(pretrainer, batch)

@@ -63,7 +63,7 @@ def test_image_encoder_report_gives_per_round_median_ratios():
 def test_train_step_flops_count_the_trained_path_three_times():
     recipe = train_step.tiny_recipe()
     shape = train_step.batch_shape(recipe, vocabulary_size=100)
-    flops = train_step.train_step_flops(shape)
+    flops = train_step.train_step_flops(recipe, shape)
     assert flops["total"] == 3 * flops["student"] + flops["teacher"]
     # The student runs the global crop twice (masked and unmasked) and the
     # local crops; the teacher only the global crop.
