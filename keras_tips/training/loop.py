@@ -47,8 +47,9 @@ def make_distribution(spec):
     return dist
 
 
-def build_tokenizer(recipe, output_dir):
-    """The recipe's tokenizer; for shapes, a vocabulary built on first use."""
+def build_tokenizer(recipe, output_dir=None):
+    """The recipe's tokenizer; for shapes, a vocabulary built on first use
+    (kept in `output_dir/vocabulary.spm` when `output_dir` is given)."""
     from keras_tips.data.vocabulary import shapes_vocabulary
     from keras_tips.models.tips_tokenizer import TIPSTokenizer
 
@@ -56,9 +57,8 @@ def build_tokenizer(recipe, output_dir):
     if data.tokenizer:
         proto = data.tokenizer
     else:
-        proto = shapes_vocabulary(
-            os.path.join(output_dir, "vocabulary.spm"), seed=data.seed
-        )
+        path = os.path.join(output_dir, "vocabulary.spm") if output_dir else None
+        proto = shapes_vocabulary(path, seed=data.seed)
     return TIPSTokenizer(proto=proto, sequence_length=data.sequence_length)
 
 
@@ -81,14 +81,32 @@ def build_source(data):
     return ArrayRecordImageTextSource(data.path)
 
 
+def build_pipeline(recipe, tokenizer):
+    """The recipe's `PretrainingPipeline` (call `close()` when done).
+
+    Args:
+        recipe: a `PretrainRecipe` (resolved here if it is not yet).
+        tokenizer: the recipe's `TIPSTokenizer` (`build_tokenizer`).
+    """
+    from keras_tips.data.pipeline import PretrainingPipeline
+
+    recipe.resolve()
+    return PretrainingPipeline(
+        build_source(recipe.data), recipe.data.pipeline, tokenizer.tokenize_numpy
+    )
+
+
 def build_pretrainer(recipe, vocabulary_size):
-    """Student backbone + TIPSPretrainer + compiled optimizer."""
+    """Student backbone + TIPSPretrainer + compiled optimizer, from a
+    recipe (resolved here if it is not yet: the position grid, the text
+    length and the optimizer's schedule length follow their sources)."""
     from keras_tips.models.tips_backbone import TIPSBackbone
     from keras_tips.models.tips_text_encoder import TIPSTextEncoder
     from keras_tips.models.tips_vision_encoder import TIPSVisionEncoder
     from keras_tips.training.optimizers import build_optimizer
     from keras_tips.training.pretrainer import TIPSPretrainer
 
+    recipe.resolve()
     model = recipe.model
     text = dict(model.text, vocabulary_size=vocabulary_size)
     backbone = TIPSBackbone(
@@ -102,9 +120,7 @@ def build_pretrainer(recipe, vocabulary_size):
         total_steps=recipe.train.total_steps,
         **dataclasses.asdict(recipe.objective),
     )
-    optimizer = build_optimizer(
-        recipe.optimizer, total_steps=recipe.train.total_steps
-    )
+    optimizer = build_optimizer(recipe.optimizer)
     if recipe.train.nonfinite == "skip":
         optimizer = SkipNonFiniteUpdates(optimizer)
     pretrainer.compile(optimizer=optimizer, jit_compile=recipe.train.jit_compile)
@@ -218,7 +234,6 @@ def pretrain(recipe, output_dir, verbose="auto"):
 
 
 def _pretrain(recipe, output_dir, verbose):
-    from keras_tips.data.pipeline import PretrainingPipeline
     from keras_tips.models.tips_image_converter import TIPSImageConverter
     from keras_tips.models.tips_preprocessor import TIPSPreprocessor
 
@@ -240,10 +255,7 @@ def _pretrain(recipe, output_dir, verbose):
         )
     history = os.path.join(output_dir, HISTORY_FILE)
     _truncate_history(history, step)
-    pipeline_config = dataclasses.replace(recipe.data.pipeline, seed=recipe.train.seed)
-    pipeline = PretrainingPipeline(
-        build_source(recipe.data), pipeline_config, tokenizer.tokenize_numpy
-    )
+    pipeline = build_pipeline(recipe, tokenizer)
     try:
         if state is not None:
             pipeline.set_state(state["extra"]["data"])
@@ -269,7 +281,7 @@ def _pretrain(recipe, output_dir, verbose):
             )
     finally:
         pipeline.close()
-    size = recipe.data.pipeline.global_image_size
+    size = recipe.data.image_size
     preprocessor = TIPSPreprocessor(tokenizer, TIPSImageConverter((size, size)))
     pretrainer.export_student(os.path.join(output_dir, "preset"), preprocessor)
     return pretrainer
