@@ -58,6 +58,7 @@ class TIPSPretrainer(keras.Model):
     By default the contrastive loss sees the unmasked global crop (so a caption
     never describes an object the student cannot see); `contrastive_view=
     "masked"` reuses the masked pass instead, saving one student forward.
+    Every term is one function of `keras_tips.losses`.
 
     The teacher (image tower + heads) is an exponential moving average of the
     student, never touched by the optimizer. It is updated at the start of
@@ -303,11 +304,7 @@ class TIPSPretrainer(keras.Model):
         alignments = [("web", "cls_1", head.temperature)]
         if self.use_synthetic_captions:
             alignments.append(("synthetic", "cls_2", head.synthetic_temperature))
-        logged = {
-            "contrastive_synthetic": ops.zeros((), "float32"),
-            "accuracy_synthetic": ops.zeros((), "float32"),
-        }
-        losses, present = [], []
+        logged, losses, present = {}, [], []
         for caption, cls_token, temperature in alignments:
             valid = _valid(batch, f"has_{caption}", batch_size)
             texts = self.backbone.text_encoder(
@@ -320,6 +317,10 @@ class TIPSPretrainer(keras.Model):
             logged[f"accuracy_{caption}"] = accuracy
             losses.append(loss)
             present.append(ops.cast(ops.any(valid), "float32"))
+        if not self.use_synthetic_captions:
+            # Logged as 0, so that every run logs the same values.
+            logged["contrastive_synthetic"] = ops.zeros((), "float32")
+            logged["accuracy_synthetic"] = ops.zeros((), "float32")
         contrastive = mean_over_caption_types(
             losses, present, self.caption_weighting
         )
