@@ -171,6 +171,7 @@ def test_contrastive_view():
     )
 
 
+@pytest.mark.slow  # a compiled train step of its own: ~25 s of CPU on JAX
 @pytest.mark.parametrize("name", sorted(pretrainer_steps.CONFIGS))
 def test_train_steps_reproduce_the_record(name):
     """Every logged value and every variable's change over two steps equal
