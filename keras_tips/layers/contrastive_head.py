@@ -17,7 +17,7 @@ def l2_normalize(x, axis=-1, epsilon=1e-12):
     function, so that metrics do not depend on the backend.)
 
     Args:
-        x: tensor.
+        x: tensor or array.
         axis: int. The axis to normalise.
         epsilon: float. Floor of the squared norm.
 
@@ -27,7 +27,7 @@ def l2_normalize(x, axis=-1, epsilon=1e-12):
     ```
     """
     squared = ops.sum(ops.square(x), axis=axis, keepdims=True)
-    return x * ops.rsqrt(ops.maximum(squared, epsilon))
+    return ops.multiply(x, ops.rsqrt(ops.maximum(squared, epsilon)))
 
 
 def cosine_logits(image_embeddings, text_embeddings, temperature):

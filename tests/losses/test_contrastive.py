@@ -156,7 +156,8 @@ def test_mean_over_caption_types():
     def mean(losses, present, weighting):
         tensors = [keras.ops.convert_to_tensor(np.float32(v)) for v in losses]
         flags = [keras.ops.convert_to_tensor(np.float32(v)) for v in present]
-        return float(keras.ops.convert_to_numpy(mean_over_caption_types(tensors, flags, weighting)))
+        value = mean_over_caption_types(tensors, flags, weighting)
+        return float(keras.ops.convert_to_numpy(value))
 
     # Both caption types present: ½ each, whatever the weighting.
     assert mean([2.0, 4.0], [1.0, 1.0], "available") == pytest.approx(3.0)
