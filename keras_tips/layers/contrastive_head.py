@@ -26,8 +26,9 @@ def l2_normalize(x, axis=-1, epsilon=1e-12):
     l2_normalize(keras.ops.convert_to_tensor([[3.0, 4.0]]))  # [[0.6, 0.8]]
     ```
     """
+    x = ops.convert_to_tensor(x)
     squared = ops.sum(ops.square(x), axis=axis, keepdims=True)
-    return ops.multiply(x, ops.rsqrt(ops.maximum(squared, epsilon)))
+    return x * ops.rsqrt(ops.maximum(squared, epsilon))
 
 
 def cosine_logits(image_embeddings, text_embeddings, temperature):
