@@ -31,6 +31,13 @@ class UnreadableImageError(OSError):
     """
 
 
+def _unreadable(path, error):
+    return UnreadableImageError(
+        f"Cannot read {os.fspath(path)!r} as an image "
+        f"({type(error).__name__}: {error})."
+    )
+
+
 def list_image_files(folder):
     """Names of the image files of `folder` (by suffix, any case), sorted.
 
@@ -48,6 +55,38 @@ def list_image_files(folder):
     return sorted(
         name for name in os.listdir(folder) if name.lower().endswith(IMAGE_SUFFIXES)
     )
+
+
+def read_image_size(path):
+    """The (height, width) of an image file, read from its header.
+
+    This is the size of the image as `load_image` decodes it, before it
+    resizes it: a caller that maps predictions back onto the file's pixels
+    uses it (so a change of how `load_image` orients images belongs here
+    too).
+
+    Args:
+        path: str. An image file PIL reads.
+
+    Returns:
+        A (height, width) tuple of ints.
+
+    Raises:
+        UnreadableImageError: the file exists but is not an image PIL reads.
+        FileNotFoundError: there is no such file.
+
+    Example:
+    ```python
+    height, width = read_image_size("cat.jpg")
+    ```
+    """
+    try:
+        with Image.open(path) as image:
+            return int(image.height), int(image.width)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # As in `load_image`.
+        raise _unreadable(path, error) from error
 
 
 def load_image(path, size):
@@ -80,9 +119,6 @@ def load_image(path, size):
         # Damaged files raise many types (UnidentifiedImageError, OSError for
         # a truncated file, SyntaxError, struct.error, EOFError, PIL's
         # DecompressionBombError, ...).
-        raise UnreadableImageError(
-            f"Cannot read {os.fspath(path)!r} as an image "
-            f"({type(error).__name__}: {error})."
-        ) from error
+        raise _unreadable(path, error) from error
     image = image.resize((size[1], size[0]), Image.BICUBIC)
     return np.asarray(image, dtype="float32") / 255.0

@@ -7,6 +7,7 @@ from PIL import Image
 from keras_tips.data.image_files import UnreadableImageError
 from keras_tips.data.image_files import list_image_files
 from keras_tips.data.image_files import load_image
+from keras_tips.data.image_files import read_image_size
 
 
 def test_lists_images_by_suffix_sorted(tmp_path):
@@ -43,3 +44,13 @@ def test_an_undecodable_file_raises_unreadable_image_error(tmp_path):
     with pytest.raises(FileNotFoundError) as error:
         load_image(str(tmp_path / "missing.png"), (14, 14))
     assert not isinstance(error.value, UnreadableImageError)
+
+
+def test_reads_the_size_of_an_image_file(tmp_path):
+    Image.fromarray(np.zeros((6, 10, 3), np.uint8)).save(tmp_path / "wide.png")
+    assert read_image_size(str(tmp_path / "wide.png")) == (6, 10)
+    (tmp_path / "text.png").write_text("not an image", encoding="utf-8")
+    with pytest.raises(UnreadableImageError, match="text.png"):
+        read_image_size(str(tmp_path / "text.png"))
+    with pytest.raises(FileNotFoundError):
+        read_image_size(str(tmp_path / "missing.png"))
