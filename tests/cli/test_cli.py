@@ -11,7 +11,10 @@ import pytest
 from keras_tips.cli.main import build_parser
 from tests.conftest import reference_dir
 
-VERBS = ("convert", "pretrain", "ablation", "evaluate", "embed", "show", "demo")
+VERBS = (
+    "convert", "convert-dpt", "pretrain", "ablation", "evaluate", "embed", "show",
+    "predict", "demo",
+)
 
 
 @pytest.mark.parametrize("verb", VERBS)
