@@ -27,9 +27,10 @@ DEFAULT_TEMPLATES = ("a photo of a {}.",)
 def check_images(images, patch_size=14):
     """Validates images for `encode_images`; returns a float32 NumPy array.
 
-    Accepts (H, W, 3) or (B, H, W, 3) floats in [0, 1] whose sides are
-    multiples of `patch_size`; anything else raises a `ValueError` that says
-    what is wrong and how to fix it.
+    Accepts (H, W, 3) or (B, H, W, 3) floats in [0, 1], or uint8 in
+    [0, 255] (divided by 255, as `TIPSImageConverter` scales them), whose
+    sides are multiples of `patch_size`; anything else raises a `ValueError`
+    that says what is wrong and how to fix it.
     """
     if not isinstance(images, np.ndarray):
         try:
@@ -60,11 +61,12 @@ def check_images(images, patch_size=14):
         )
     if images.shape[0] == 0:
         raise ValueError("Received an empty batch of images.")
-    if images.dtype.kind != "f":
+    if images.dtype.kind != "f" and images.dtype != np.uint8:
         raise ValueError(
-            f"Images must be floats in [0, 1]; received dtype {images.dtype}. "
-            "Convert uint8 images with `images.astype('float32') / 255`, or "
-            "run them through `model.preprocessor`."
+            f"Images must be floats in [0, 1] or uint8 in [0, 255]; received "
+            f"dtype {images.dtype}. Convert 0-255 integers with "
+            "`images.astype('uint8')` or `images.astype('float32') / 255`, or "
+            "run them through `model.preprocessor.image_converter`."
         )
     height, width = images.shape[1:3]
     if height < patch_size or width < patch_size or height % patch_size or (
@@ -73,8 +75,11 @@ def check_images(images, patch_size=14):
         raise ValueError(
             f"Image height and width must be positive multiples of the patch "
             f"size {patch_size}; received {height} x {width}. Resize or crop "
-            f"them first (e.g. with `model.preprocessor`)."
+            f"them first (e.g. with `model.preprocessor.image_converter`, "
+            "the official preprocessing)."
         )
+    if images.dtype == np.uint8:
+        return images.astype("float32") / np.float32(255.0)
     images = images.astype("float32", copy=False)
     if not np.isfinite(images).all():
         raise ValueError("Images contain NaN or infinite values.")
@@ -295,9 +300,13 @@ class TIPSModel(Task):
     ):
         """Encodes images at the size given.
 
+        Images are encoded as given, not resized: to preprocess photos as
+        the official code does (squash to the model's resolution), run them
+        through `model.preprocessor.image_converter` first.
+
         Args:
-            images: float (B, H, W, 3) or (H, W, 3) in [0, 1], channels last,
-                H and W multiples of 14.
+            images: float (B, H, W, 3) or (H, W, 3) in [0, 1], or uint8 in
+                [0, 255], channels last, H and W multiples of 14.
             batch_size: int. Images per forward pass.
             patch_mask: optional bool (B, N): patches replaced by the mask
                 token.
@@ -393,8 +402,9 @@ class TIPSModel(Task):
         patch map), as the official decoder notebook does.
 
         Args:
-            images: float (B, H, W, 3) or (H, W, 3) in [0, 1], channels last,
-                H and W multiples of 14 (the released heads: 448 x 448).
+            images: float (B, H, W, 3) or (H, W, 3) in [0, 1] (or uint8 in
+                [0, 255]), channels last, H and W multiples of 14 (the
+                released heads: 448 x 448).
             head: a `TIPSDPTHead`, or a registered head name or preset
                 directory (loaded with `TIPSDPTHead.from_preset` on first
                 use and kept).
@@ -487,7 +497,7 @@ class TIPSModel(Task):
         embeddings.
 
         Args:
-            images: float (B, H, W, 3) in [0, 1].
+            images: float (B, H, W, 3) in [0, 1] or uint8 in [0, 255].
             class_names: list of str.
             templates: format strings with one `{}` for the class name.
             cls_token: `"cls_1"` (default) or `"cls_2"`.
