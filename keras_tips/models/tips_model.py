@@ -8,7 +8,12 @@ import numpy as np
 from keras import ops
 from keras_hub.models import Task
 
+# keras-hub has no public name for it: its model families register their
+# presets with this function too.
+from keras_hub.src.utils.preset_utils import register_presets
+
 from keras_tips import backend
+from keras_tips.conversion.keras_hub_presets import keras_hub_presets
 from keras_tips.conversion.preset_cache import PRESET_WEIGHTS_FILE
 from keras_tips.conversion.preset_cache import resolve_preset
 from keras_tips.layers.contrastive_head import l2_normalize
@@ -264,11 +269,21 @@ class TIPSModel(Task):
     def patch_size(self):
         return self.backbone.vision_encoder.patch_size
 
+    @staticmethod
+    def _compiled_key(layer, *parts):
+        """Key of a compiled inference function of `layer`.
+
+        A compiled function keeps the fast-kernel setting it was compiled
+        with (`keras_tips.backend.compile_inference`), and a `tf.function`
+        also keeps the layer's structure: enabling LoRA (or quantising) adds
+        variables and changes what the dense layers compute, so the key
+        counts the variables too.
+        """
+        return (*parts, backend.fast_kernels_enabled(), len(layer.variables))
+
     def _image_function(self, options):
-        # A compiled function keeps the fast-kernel setting it was compiled
-        # with (`keras_tips.backend.compile_inference`): one per setting.
-        key = ("images", backend.fast_kernels_enabled()) + tuple(
-            sorted(options.items())
+        key = self._compiled_key(
+            self.backbone.vision_encoder, "images", *sorted(options.items())
         )
         if key not in self._inference_functions:
             encoder = self.backbone.vision_encoder
@@ -282,7 +297,7 @@ class TIPSModel(Task):
         return self._inference_functions[key]
 
     def _text_function(self):
-        key = ("texts", backend.fast_kernels_enabled())
+        key = self._compiled_key(self.backbone.text_encoder, "texts")
         if key not in self._inference_functions:
             encoder = self.backbone.text_encoder
             self._inference_functions[key] = backend.compile_inference(
@@ -386,7 +401,7 @@ class TIPSModel(Task):
     # --- Dense prediction --------------------------------------------------
 
     def _dense_function(self, head):
-        key = ("dense", id(head), backend.fast_kernels_enabled())
+        key = self._compiled_key(self.backbone.vision_encoder, "dense", id(head))
         cached = self._inference_functions.get(key)
         if cached is None or cached[0] is not head:
             predictor = DensePrediction(self.backbone.vision_encoder, head)
@@ -525,3 +540,9 @@ def _check_cls(cls_token):
         raise ValueError(
             f"`cls_token` must be one of {CLS_TOKENS}; received {cls_token!r}."
         )
+
+
+# Lists the registered checkpoints in `TIPSBackbone.presets` and
+# `TIPSModel.presets`, and lets every keras-hub loader resolve their names
+# (converting on first use; see `keras_tips.conversion.keras_hub_presets`).
+register_presets(keras_hub_presets(TIPSModel), TIPSBackbone)
