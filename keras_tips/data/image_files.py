@@ -1,13 +1,18 @@
 """Image files on disk, read for a model (`keras-tips embed`, `show`).
 
-`load_image` is the one place such a file becomes the model's input, so a
-change of preprocessing is made here once for every caller.
+`load_image` is the one place such a file becomes the model's input: it
+decodes the file with PIL and preprocesses it with `TIPSImageConverter`, the
+official squash resize, so every caller sees what the model was trained on.
 """
 
+import functools
 import os
 
 import numpy as np
+from keras import ops
 from PIL import Image
+
+from keras_tips.models.tips_image_converter import TIPSImageConverter
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -89,12 +94,22 @@ def read_image_size(path):
         raise _unreadable(path, error) from error
 
 
+@functools.lru_cache(maxsize=8)
+def _image_converter(size):
+    return TIPSImageConverter(image_size=size)
+
+
 def load_image(path, size):
-    """Reads an image file as RGB floats in [0, 1] at `size` (bicubic).
+    """Reads an image file as the model's input: RGB floats in [0, 1],
+    squash-resized to `size` as the official preprocessing does.
+
+    The file is decoded with PIL (any mode, converted to RGB) and run
+    through `TIPSImageConverter`: bilinear with antialiasing, no crop, no
+    mean/std (see `keras_tips.models.tips_image_converter`).
 
     Args:
-        path: str. An image file PIL reads (any mode; converted to RGB).
-        size: (height, width) to resize to.
+        path: str. An image file PIL reads.
+        size: (height, width) to resize to, multiples of 14.
 
     Returns:
         A float32 array (height, width, 3) in [0, 1].
@@ -112,7 +127,7 @@ def load_image(path, size):
     """
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB")  # Decodes every pixel.
+            pixels = np.asarray(image.convert("RGB"))  # Decodes every pixel.
     except FileNotFoundError:
         raise
     except Exception as error:
@@ -120,5 +135,5 @@ def load_image(path, size):
         # a truncated file, SyntaxError, struct.error, EOFError, PIL's
         # DecompressionBombError, ...).
         raise _unreadable(path, error) from error
-    image = image.resize((size[1], size[0]), Image.BICUBIC)
-    return np.asarray(image, dtype="float32") / 255.0
+    converter = _image_converter(tuple(int(side) for side in size))
+    return ops.convert_to_numpy(converter(pixels)).astype("float32")
