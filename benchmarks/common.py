@@ -1,6 +1,6 @@
-"""Helpers shared by the benchmarks: per-backend worker processes,
-interleaved timing, synchronisation, memory readings, machine information and
-Markdown tables.
+"""Helpers shared by the benchmarks: the recipe they measure, per-backend
+worker processes, interleaved timing, synchronisation, memory readings,
+machine information and Markdown tables.
 
 Keras fixes its backend when it is first imported, so every measurement on a
 backend runs in a fresh Python process started with `KERAS_BACKEND` set
@@ -24,6 +24,7 @@ import time
 
 REPOSITORY_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BACKENDS = ("jax", "tensorflow", "torch")
+TINY_SHAPES_RECIPE = os.path.join(REPOSITORY_ROOT, "recipes", "tiny_shapes.py")
 
 
 def ensure_repository_on_path():
@@ -31,6 +32,15 @@ def ensure_repository_on_path():
     `python benchmarks/<name>.py`."""
     if REPOSITORY_ROOT not in sys.path:
         sys.path.insert(0, REPOSITORY_ROOT)
+
+
+def tiny_shapes_recipe(overrides=()):
+    """The `tiny_shapes` recipe, with `overrides` (`"key=value"` strings):
+    the model, objective, optimizer and input pipeline that the train-step
+    and pipeline benchmarks measure, so they never drift from the recipe."""
+    from keras_tips.training.recipe import load_recipe
+
+    return load_recipe(TINY_SHAPES_RECIPE, list(overrides))
 
 
 # --- Worker processes -------------------------------------------------------

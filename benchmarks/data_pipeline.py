@@ -1,10 +1,13 @@
-"""Throughput of the pretraining input pipeline on the shapes dataset.
+"""Throughput of the pretraining input pipeline of the `tiny_shapes` recipe.
 
-Measures batches per second with 0, 1 and 2 worker processes at the tiny
-recipe's input sizes and prints a Markdown table:
+Measures batches per second with 0, 1 and 2 worker processes of the
+pipeline that `recipes/tiny_shapes.py` trains on (its generated scenes,
+crops, masks, augmentations and tokenizer, built by the training loop's own
+`build_tokenizer` / `build_pipeline`) and prints a Markdown table:
 
 ```
 python benchmarks/data_pipeline.py --num-batches 100 --output pipeline.md
+python benchmarks/data_pipeline.py --set data.pipeline.batch_size=64
 ```
 
 Worker start-up (process spawn and imports) is reported separately and left
@@ -12,45 +15,23 @@ out of the rate, which is measured after a few warm-up batches.
 """
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
 
-from keras_tips.data import PipelineConfig
-from keras_tips.data import PretrainingPipeline
-from keras_tips.data import SentencePieceTextTokenizer
-from keras_tips.data import ShapesDataset
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-REPOSITORY_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOKENIZER_PATH = os.path.join(
-    REPOSITORY_ROOT, "tests", "testdata", "tips_tiny", "tokenizer.model"
-)
-# Input sizes of a tiny TIPS trained on shapes on a CPU: 56 px global crops
-# (4x4 patches of 14), two 28 px local crops, iBOT masking at 0.75.
-TINY_RECIPE_CONFIG = PipelineConfig(
-    batch_size=32,
-    global_image_size=56,
-    local_crop_count=2,
-    local_image_size=28,
-    mask_ratio=0.75,
-    seed=0,
-)
-SHAPES_IMAGE_SIZE = 64
-SEQUENCE_LENGTH = 16
+from benchmarks import common  # noqa: E402
 
 
-def measure_pipeline_rate(
-    config, num_batches, source=None, text_tokenizer=None, warmup_batches=3
-):
-    """Batches per second of the pipeline, after warm-up.
+def measure_pipeline_rate(recipe, num_batches, tokenizer=None, warmup_batches=3):
+    """Batches per second of a recipe's input pipeline, after warm-up.
 
     Args:
-        config: `PipelineConfig`.
+        recipe: a loaded `PretrainRecipe` (e.g. `common.tiny_shapes_recipe`).
         num_batches: int. Batches timed.
-        source: image-text source; defaults to a shapes training split.
-        text_tokenizer: tokenizer callable; defaults to the tiny reference
-            SentencePiece model.
+        tokenizer: the recipe's tokenizer; built when None (outside the
+            timing).
         warmup_batches: int. Batches read before timing (worker start-up,
             first-touch costs).
 
@@ -59,26 +40,20 @@ def measure_pipeline_rate(
 
     Example:
     ```python
-    rate = measure_pipeline_rate(TINY_RECIPE_CONFIG, num_batches=50)
+    rate = measure_pipeline_rate(common.tiny_shapes_recipe(), num_batches=50)
     ```
     """
-    rate, _ = _measure(
-        config, num_batches, source, text_tokenizer, warmup_batches
-    )
+    rate, _ = _measure(recipe, num_batches, tokenizer, warmup_batches)
     return rate
 
 
-def _measure(config, num_batches, source, text_tokenizer, warmup_batches):
-    if source is None:
-        source = ShapesDataset(
-            "train", num_examples=50_000, image_size=SHAPES_IMAGE_SIZE
-        ).image_text_source()
-    if text_tokenizer is None:
-        text_tokenizer = SentencePieceTextTokenizer(
-            TOKENIZER_PATH, SEQUENCE_LENGTH
-        )
+def _measure(recipe, num_batches, tokenizer, warmup_batches):
+    from keras_tips.training import loop
+
+    if tokenizer is None:
+        tokenizer = loop.build_tokenizer(recipe)
     start = time.perf_counter()
-    with PretrainingPipeline(source, config, text_tokenizer) as pipeline:
+    with loop.build_pipeline(recipe, tokenizer) as pipeline:
         next(pipeline)
         startup_seconds = time.perf_counter() - start
         for _ in range(warmup_batches):
@@ -90,46 +65,63 @@ def _measure(config, num_batches, source, text_tokenizer, warmup_batches):
     return num_batches / elapsed, startup_seconds
 
 
-def markdown_table(rows, config):
-    lines = [
-        f"Input pipeline on shapes ({SHAPES_IMAGE_SIZE} px scenes), batch "
+def describe(recipe):
+    """One sentence of what the pipeline of `recipe` makes."""
+    config = recipe.data.pipeline
+    mask = config.mask
+    return (
+        f"`{recipe.name}` input pipeline: {recipe.data.num_examples:,} "
+        f"generated scenes of {recipe.data.image_size} px, batch "
         f"{config.batch_size}, global {config.global_image_size} px, "
-        f"{config.local_crop_count} local crops of "
-        f"{config.local_image_size} px, "
-        f"{os.cpu_count()} CPU cores.",
+        f"{config.local_crop_count} local crops of {config.local_image_size} "
+        f"px, {mask.mode} mask of {100 * mask.ratio:.0f} % of the "
+        f"{config.num_patches} patches on {100 * mask.probability:.0f} % of "
+        f"the images, {recipe.data.sequence_length}-token captions"
+    )
+
+
+def markdown_table(rows, recipe):
+    batch_size = recipe.data.pipeline.batch_size
+    lines = [
+        f"{describe(recipe)}; {os.cpu_count()} CPU cores.",
         "",
         "| workers | batches/s | examples/s | first batch (s) |",
         "| ---: | ---: | ---: | ---: |",
     ]
     for workers, rate, startup in rows:
         lines.append(
-            f"| {workers} | {rate:.1f} | {rate * config.batch_size:.0f} "
+            f"| {workers} | {rate:.1f} | {rate * batch_size:.0f} "
             f"| {startup:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
+    from keras_tips.training import loop
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--num-batches", type=int, default=100)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
-        "--batch-size", type=int, default=TINY_RECIPE_CONFIG.batch_size
+        "--set", dest="overrides", action="append", default=[],
+        metavar="KEY=VALUE", help="tiny_shapes recipe override (repeatable)",
     )
     parser.add_argument("--output", help="Also write the table to this file.")
     args = parser.parse_args(argv)
-    config = dataclasses.replace(TINY_RECIPE_CONFIG, batch_size=args.batch_size)
+    recipe = common.tiny_shapes_recipe(args.overrides)
+    tokenizer = loop.build_tokenizer(recipe)
     rows = []
     for workers in args.workers:
         rate, startup = _measure(
-            dataclasses.replace(config, worker_count=workers),
+            common.tiny_shapes_recipe(
+                args.overrides + [f"data.pipeline.worker_count={workers}"]
+            ),
             args.num_batches,
-            source=None,
-            text_tokenizer=None,
+            tokenizer,
             warmup_batches=3,
         )
         rows.append((workers, rate, startup))
-    table = markdown_table(rows, config)
+    table = markdown_table(rows, recipe)
     print(table)
     if args.output:
         with open(args.output, "w") as f:

@@ -7,7 +7,7 @@ its own process (`KERAS_BACKEND` set per subprocess). In every process, on
 the same input batch and interleaved round by round:
 
 * `keras_tips`: the encoder compiled by `TIPSModel`'s own helper
-  (`keras_tips.models.tips_model._compile`: `jax.jit` of a stateless call,
+  (`keras_tips.backend.compile_inference`: `jax.jit` of a stateless call,
   `tf.function`, or `torch.inference_mode`), the path `encode_images` runs.
 * `dinov2`: keras-hub's `DINOV2Backbone` of the same depth, width, heads and
   MLP width, built for the test image size, with one register token so that
@@ -16,9 +16,10 @@ the same input batch and interleaved round by round:
   in `torch.nn` (`benchmarks/torch_vit.py`), run under
   `torch.inference_mode()`.
 * `keras_tips_keras_ops` (PyTorch process only, S/14 at 224 px, and every
-  case with `--full`): `keras_tips` with its fused PyTorch inference kernels
-  switched off, i.e. one Keras op per step as before they were added (the
-  "before" of the PyTorch speed-up).
+  case with `--full`): `keras_tips` compiled inside
+  `keras_tips.backend.fast_kernels(False)`, i.e. with its fused PyTorch
+  inference kernels switched off: one Keras op per step, as before they were
+  added (the "before" of the PyTorch speed-up).
 
 The images are backend tensors made before timing (no host conversion is
 timed); JAX outputs are waited for with `block_until_ready`. After warm-up
@@ -32,7 +33,6 @@ Run: `python benchmarks/image_encoder.py [--quick] [--output table.md]`
 """
 
 import argparse
-import contextlib
 import os
 import sys
 
@@ -68,19 +68,19 @@ QUICK_CASES = (
 
 def _build_keras_tips(size, image_side):
     from keras_tips import TIPSVisionEncoder
-    from keras_tips.models.tips_model import _compile
+    from keras_tips.backend import compile_inference
 
     encoder = TIPSVisionEncoder(
         **SIZES[size], patch_size=PATCH_SIZE, position_grid_size=POSITION_GRID_SIZE
     )
     encoder.build((None, image_side, image_side, 3))
-    return encoder, _compile(encoder, lambda images: encoder(images))
+    return encoder, compile_inference(encoder, lambda images: encoder(images))
 
 
 def _build_dinov2(size, image_side):
     import keras_hub
 
-    from keras_tips.models.tips_model import _compile
+    from keras_tips.backend import compile_inference
 
     backbone = keras_hub.models.DINOV2Backbone(
         patch_size=PATCH_SIZE,
@@ -89,7 +89,7 @@ def _build_dinov2(size, image_side):
         num_register_tokens=1,
         image_shape=(image_side, image_side, 3),
     )
-    return backbone, _compile(backbone, lambda images: backbone(images))
+    return backbone, compile_inference(backbone, lambda images: backbone(images))
 
 
 def _build_plain_torch(size, image_side):
@@ -105,19 +105,6 @@ def _build_plain_torch(size, image_side):
             return model(images)
 
     return model, run
-
-
-@contextlib.contextmanager
-def _keras_ops_path():
-    """Switches off keras_tips' fused PyTorch inference kernels."""
-    from keras_tips.layers import mlp
-
-    saved = mlp._TORCH_KERNELS_ENABLED
-    mlp._TORCH_KERNELS_ENABLED = False
-    try:
-        yield
-    finally:
-        mlp._TORCH_KERNELS_ENABLED = saved
 
 
 def _count_parameters(model):
@@ -148,12 +135,13 @@ def measure_case(size, image_side, batch, rounds, calls, warmup, with_keras_ops)
         plain_model, plain = _build_plain_torch(size, image_side)
         models["plain_torch"] = (plain_model, lambda: plain(images))
         if with_keras_ops:
+            from keras_tips.backend import compile_inference
+            from keras_tips.backend import fast_kernels
 
-            def keras_ops():
-                with _keras_ops_path():
-                    return tips(images)
-
-            models["keras_tips_keras_ops"] = (encoder, keras_ops)
+            # Compiled with the fast kernels off: it keeps that setting.
+            with fast_kernels(False):
+                keras_ops = compile_inference(encoder, lambda images: encoder(images))
+            models["keras_tips_keras_ops"] = (encoder, lambda: keras_ops(images))
     functions = {name: function for name, (_, function) in models.items()}
     for name, function in functions.items():
         common.log(f"{backend} {size} {image_side}px b{batch}: warming up {name}")
@@ -180,9 +168,9 @@ def worker(cases, full):
         import torch
 
         results["torch_threads"] = torch.get_num_threads()
-        from keras_tips.layers.mlp import _onednn_linear
+        from keras_tips.backend.torch_kernels import onednn_linear
 
-        results["torch_onednn_linear"] = _onednn_linear() is not None
+        results["torch_onednn_linear"] = onednn_linear() is not None
     for size, side, batch, rounds, calls, warmup in cases:
         with_keras_ops = full or (size, side) == HEADLINE
         results["cases"].append(

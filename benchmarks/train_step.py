@@ -3,12 +3,13 @@ pretrainer, per backend, and the input pipeline's rate at the same batch.
 
 What is measured: `TIPSPretrainer.train_on_batch` (student image and text
 towers, EMA teacher image tower, DINO and iBOT heads and every loss, AdamW
-update) on the `tiny_shapes` recipe's model (ViT/14 of width 96, 4 blocks,
-3 heads; 2-block text tower; 1,024 prototypes, heads 256 -> 64) at the data
-pipeline benchmark's batch: 32 examples of a 56 px global crop, two 28 px
-local crops, an iBOT mask of 75 % of the 16 patches and two 16-token
-captions. One "image" below is one such example. Batches are random arrays
-of those shapes, converted to backend tensors before timing.
+update) of the `tiny_shapes` recipe, built from `recipes/tiny_shapes.py` by
+the training loop's `build_pretrainer` (model, objective and optimizer), on
+batches of that recipe's shapes: its batch size, global and local crops,
+patch masks drawn with its `PatchMaskConfig`, and captions of its sequence
+length over its vocabulary. One "image" below is one such example. Batches
+are random arrays of those shapes, converted to backend tensors before
+timing.
 
 Each (backend, variant) runs in its own process, so peak memory readings
 do not mix. The variants:
@@ -61,24 +62,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import common  # noqa: E402
 
-# The model, objective and optimizer are those of the tiny_shapes recipe.
-TINY_SHAPES_RECIPE = os.path.join(common.REPOSITORY_ROOT, "recipes", "tiny_shapes.py")
-
-
-def tiny_recipe(shape=None, dtype=None):
-    """The tiny_shapes recipe with the benchmark's caption length, dtype and
-    schedule length."""
-    from keras_tips.training.recipe import load_recipe
-
-    overrides = [f"model.dtype={dtype!r}", f"train.total_steps={TOTAL_STEPS}"]
-    if shape is not None:
-        overrides.append(f"model.text.max_sequence_length={shape.sequence_length}")
-    return load_recipe(TINY_SHAPES_RECIPE, overrides)
-
-
-TOTAL_STEPS = 600
-PATCH_SIZE = 14
-
 VARIANTS = (
     ("float32", False),
     ("float32", True),
@@ -87,37 +70,46 @@ VARIANTS = (
 )
 
 
+def tiny_recipe(dtype=None):
+    """The tiny_shapes recipe with the backbone's dtype policy."""
+    return common.tiny_shapes_recipe([f"model.dtype={dtype!r}"])
+
+
 @dataclasses.dataclass(frozen=True)
 class BatchShape:
-    batch_size: int = 32
-    global_size: int = 56
-    local_count: int = 2
-    local_size: int = 28
-    mask_ratio: float = 0.75
-    sequence_length: int = 16
-    vocabulary_size: int = 96
+    """The shapes of one training batch of a recipe (see `batch_shape`)."""
+
+    batch_size: int
+    global_size: int
+    local_count: int
+    local_size: int
+    patch_size: int
+    mask: object  # PatchMaskConfig
+    sequence_length: int
+    vocabulary_size: int
+
+    @property
+    def num_patches(self):
+        return (self.global_size // self.patch_size) ** 2
 
 
-def batch_shape_from_pipeline():
-    """The shapes `benchmarks/data_pipeline.py` measures (tiny recipe)."""
-    from benchmarks.data_pipeline import SEQUENCE_LENGTH
-    from benchmarks.data_pipeline import TINY_RECIPE_CONFIG
-    from benchmarks.data_pipeline import TOKENIZER_PATH
+def batch_shape(recipe, vocabulary_size=None):
+    """The batch of `recipe` (its pipeline settings); the vocabulary size is
+    that of its tokenizer unless given."""
+    from keras_tips.training.loop import build_tokenizer
 
-    import sentencepiece
-
-    vocabulary = sentencepiece.SentencePieceProcessor(
-        model_file=TOKENIZER_PATH
-    ).get_piece_size()
-    config = TINY_RECIPE_CONFIG
+    if vocabulary_size is None:
+        vocabulary_size = build_tokenizer(recipe).vocabulary_size()
+    config = recipe.data.pipeline
     return BatchShape(
         batch_size=config.batch_size,
         global_size=config.global_image_size,
         local_count=config.local_crop_count,
         local_size=config.local_image_size,
-        mask_ratio=config.mask_ratio,
-        sequence_length=SEQUENCE_LENGTH,
-        vocabulary_size=vocabulary,
+        patch_size=config.patch_size,
+        mask=config.mask,
+        sequence_length=recipe.data.sequence_length,
+        vocabulary_size=vocabulary_size,
     )
 
 
@@ -139,8 +131,9 @@ def _head_flops(vectors, width, hidden, bottleneck, prototypes, num_layers):
     return vectors * (mlp + 2 * bottleneck * prototypes)
 
 
-def train_step_flops(shape):
-    """Model FLOPs of one train step on one example (analytic).
+def train_step_flops(recipe, shape):
+    """Model FLOPs of one train step on one example (analytic), for the
+    model and objective of `recipe` at its batch `shape`.
 
     Trained path (student image tower on the masked global crop, again on
     the unmasked global crop for the contrastive terms (the pretrainer's
@@ -153,12 +146,11 @@ def train_step_flops(shape):
     Returns:
         dict with "student", "teacher" (forward FLOPs) and "total".
     """
-    recipe = tiny_recipe(shape)
     vision, objective = recipe.model.vision, recipe.objective
     width = vision["hidden_dim"]
-    global_patches = (shape.global_size // PATCH_SIZE) ** 2
-    local_patches = (shape.local_size // PATCH_SIZE) ** 2
-    patch_in = PATCH_SIZE * PATCH_SIZE * 3
+    global_patches = shape.num_patches
+    local_patches = (shape.local_size // shape.patch_size) ** 2
+    patch_in = shape.patch_size * shape.patch_size * 3
 
     def image(patches):
         return _tower_flops(
@@ -203,11 +195,16 @@ def train_step_flops(shape):
 
 
 def random_batch(shape, seed=0):
+    """Random images and token ids of `shape`; the patch masks are drawn
+    like the pipeline's (`PatchMasker` with the recipe's mask settings)."""
     import numpy as np
 
+    from keras_tips.data.masking import PatchMasker
+
     rng = np.random.default_rng(seed)
-    b, n = shape.batch_size, (shape.global_size // PATCH_SIZE) ** 2
+    b = shape.batch_size
     length = shape.sequence_length
+    masker = PatchMasker(shape.global_size // shape.patch_size, shape.mask)
     padding = np.arange(length)[None] < rng.integers(4, length + 1, (b, 1))
     batch = {
         "global_images": rng.random(
@@ -217,7 +214,7 @@ def random_batch(shape, seed=0):
             (b, shape.local_count, shape.local_size, shape.local_size, 3),
             dtype="float32",
         ),
-        "patch_mask": rng.random((b, n)) < shape.mask_ratio,
+        "patch_mask": np.stack([masker(rng) for _ in range(b)]),
         "web_padding_mask": padding,
         "synthetic_padding_mask": padding[::-1].copy(),
         "has_web": np.ones((b,), bool),
@@ -229,12 +226,13 @@ def random_batch(shape, seed=0):
     return batch
 
 
-def build_pretrainer(shape, dtype, remat):
+def build_pretrainer(recipe, shape, remat):
+    """The loop's pretrainer of `recipe`, optionally with every transformer
+    block of both towers rematerialised."""
     import keras
 
     from keras_tips.training.loop import build_pretrainer as build_from_recipe
 
-    recipe = tiny_recipe(shape, dtype)
     keras.utils.set_random_seed(0)
     names = [f"blocks_{i}" for i in range(recipe.model.vision["num_layers"])]
     names += [f"resblocks_{i}" for i in range(recipe.model.text["num_layers"])]
@@ -313,12 +311,13 @@ def worker(dtype, remat, warmup, rounds, steps_per_round, measure_peak):
     import numpy as np
 
     backend = keras.backend.backend()
-    shape = batch_shape_from_pipeline()
+    recipe = tiny_recipe(dtype)
+    shape = batch_shape(recipe)
     result = {"backend": backend, "dtype": dtype, "remat": remat}
     if measure_peak:
         result["matmul_peak_flops"] = matmul_peak_flops()
     common.log(f"train step {backend} {dtype} remat={remat}: building")
-    pretrainer = build_pretrainer(shape, dtype, remat)
+    pretrainer = build_pretrainer(recipe, shape, remat)
     batch = {
         k: keras.ops.convert_to_tensor(v)
         for k, v in random_batch(shape).items()
@@ -350,7 +349,10 @@ def worker(dtype, remat, warmup, rounds, steps_per_round, measure_peak):
     result["step_rss_transient_bytes"] = sampler.peak - sampler.start
     result["peak_rss_growth_bytes"] = common.peak_rss_bytes() - rss_before
     result["batch_size"] = shape.batch_size
-    result["flops_per_image"] = train_step_flops(shape)
+    result["shape"] = dict(
+        dataclasses.asdict(shape), num_patches=shape.num_patches
+    )
+    result["flops_per_image"] = train_step_flops(recipe, shape)
     if backend == "jax":
         try:
             flops, temp = jax_compiled_analysis(pretrainer, batch)
@@ -363,16 +365,18 @@ def worker(dtype, remat, warmup, rounds, steps_per_round, measure_peak):
 
 
 def pipeline_rates(workers=(0, 1), num_batches=30):
-    """Examples/s of the input pipeline at the train step's configuration."""
-    from benchmarks.data_pipeline import TINY_RECIPE_CONFIG
+    """Examples/s of the recipe's input pipeline (0 and 1 worker process)."""
     from benchmarks.data_pipeline import measure_pipeline_rate
+    from keras_tips.training.loop import build_tokenizer
 
+    tokenizer = build_tokenizer(tiny_recipe())
     rates = {}
     for count in workers:
-        config = dataclasses.replace(TINY_RECIPE_CONFIG, worker_count=count)
+        recipe = common.tiny_shapes_recipe([f"data.pipeline.worker_count={count}"])
         common.log(f"pipeline: {count} worker(s)")
         rates[count] = (
-            measure_pipeline_rate(config, num_batches) * config.batch_size
+            measure_pipeline_rate(recipe, num_batches, tokenizer)
+            * recipe.data.pipeline.batch_size
         )
     return rates
 
@@ -439,10 +443,16 @@ def report(results, pipeline, quick):
         shape = result
     if shape is not None:
         flops = shape["flops_per_image"]
+        batch = shape["shape"]
+        mask = batch["mask"]
         lines += [
-            f"Train step of the `tiny_shapes` model, batch {shape['batch_size']} "
-            "(one image = one example: a 56 px global crop, two 28 px local "
-            "crops, a 75 % iBOT mask, two 16-token captions). Analytic model "
+            f"Train step of the `tiny_shapes` recipe, batch {shape['batch_size']} "
+            f"(one image = one example: a {batch['global_size']} px global "
+            f"crop, {batch['local_count']} local crops of "
+            f"{batch['local_size']} px, a {mask['mode']} iBOT mask of "
+            f"{100 * mask['ratio']:.0f} % of the {batch['num_patches']} "
+            f"patches on {100 * mask['probability']:.0f} % of the images, two "
+            f"{batch['sequence_length']}-token captions). Analytic model "
             f"FLOPs per image: {flops['total'] / 1e9:.3f} GFLOP "
             f"(student forward {flops['student'] / 1e6:.1f} MFLOP x 3, "
             f"teacher forward {flops['teacher'] / 1e6:.1f} MFLOP).",

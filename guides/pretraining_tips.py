@@ -93,6 +93,7 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -101,15 +102,12 @@ import keras
 import numpy as np
 
 import keras_tips
-from keras_tips.data import AugmentationConfig
-from keras_tips.data import PipelineConfig
 from keras_tips.data import PretrainingPipeline
 from keras_tips.data import ShapesDataset
 from keras_tips.data.vocabulary import shapes_vocabulary
 from keras_tips.training.checkpoint import latest_checkpoint
 from keras_tips.training.loop import pretrain
 from keras_tips.training.loop import read_history
-from keras_tips.training.optimizers import OptimizerConfig
 from keras_tips.training.optimizers import build_optimizer
 from keras_tips.training.pretrainer import TIPSPretrainer
 from keras_tips.training.recipe import load_recipe
@@ -122,8 +120,42 @@ if os.path.exists(OUTPUT_DIR):
     shutil.rmtree(OUTPUT_DIR)
 os.makedirs(OUTPUT_DIR)
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_SHAPES = os.path.join(REPO_ROOT, "recipes", "tiny_shapes.py")
 keras.utils.set_random_seed(0)
 print("Backend:", keras.backend.backend())
+
+"""
+Every setting in this guide comes from the demo recipe,
+`recipes/tiny_shapes.py` (a table of hyper-parameters; more on recipes
+below), made smaller still so that the guide runs in about a minute. A
+recipe is loaded with a list of `key=value` overrides:
+"""
+
+SMALLER = [
+    "data.num_examples=512",
+    "data.pipeline.batch_size=16",
+    "model.vision.num_layers=2",
+    "model.vision.hidden_dim=64",
+    "model.vision.num_heads=4",
+    "model.vision.intermediate_dim=256",
+    "model.text.hidden_dim=64",
+    "model.text.num_heads=4",
+    "model.text.intermediate_dim=256",
+    "objective.num_prototypes=256",
+    "objective.head_hidden_dim=128",
+    "objective.head_bottleneck_dim=32",
+]
+recipe = load_recipe(
+    TINY_SHAPES,
+    SMALLER
+    + [
+        "train.total_steps=30",
+        "train.steps_per_checkpoint=10",
+        "optimizer.warmup_steps=5",
+        "objective.teacher_temperature_warmup_steps=10",
+    ],
+)
+print("image size:", recipe.data.image_size, "| tokens per caption:", recipe.data.sequence_length)
 
 """
 ## Data
@@ -139,7 +171,11 @@ web caption is short and sometimes wrong (like alt-text) and whose synthetic
 caption describes every object, its colour, size and position.
 """
 
-dataset = ShapesDataset("train", num_examples=2000, image_size=56, seed=0)
+data = recipe.data
+dataset = ShapesDataset(
+    "train", data.num_examples, data.image_size, seed=data.seed,
+    max_objects=data.max_objects,
+)
 example = dataset[3]
 print("image:", example["image"].shape, example["image"].dtype)
 print("web caption:      ", example["web_caption"])
@@ -155,8 +191,8 @@ conventions (pad id 0, no BOS/EOS, lower case).
 """
 
 tokenizer = keras_tips.TIPSTokenizer(
-    proto=shapes_vocabulary(os.path.join(OUTPUT_DIR, "vocabulary.spm")),
-    sequence_length=64,
+    proto=shapes_vocabulary(os.path.join(OUTPUT_DIR, "vocabulary.spm"), seed=data.seed),
+    sequence_length=data.sequence_length,
 )
 print("vocabulary size:", tokenizer.vocabulary_size())
 
@@ -169,32 +205,23 @@ local crops, draws the patch mask, batches, and tokenizes the captions. Bad
 records (undecodable images, empty captions) are counted and skipped. With
 `worker_count > 0` the per-example work runs in worker processes.
 
-The shapes captions name colours and positions ("a red circle in the top
-left"), so the global crop here is the whole scene, unflipped and with true
-colours; only the local crops (used by self-distillation alone) are cut and
-blurred.
+Its settings are a `PipelineConfig`, the recipe's `data.pipeline`. The
+global crop is `data.image_size` and the mask grid follows from the model's
+patch size; both are filled in from the recipe, as is the seed
+(`train.seed`). The shapes captions name colours and positions ("a red
+circle in the top left"), so the recipe's global crop is the whole scene,
+unflipped and with true colours; only the local crops (used by
+self-distillation alone) are cut and blurred. Half of the images have half
+of their patches masked.
 """
 
-pipeline_config = PipelineConfig(
-    batch_size=16,
-    global_image_size=56,  # a 4 x 4 patch grid
-    local_crop_count=2,
-    local_image_size=28,
-    mask_ratio=0.5,  # half of the patches of a masked image ...
-    mask_probability=0.5,  # ... in half of the images
-    augmentation=AugmentationConfig(
-        global_crop_scale=(1.0, 1.0),
-        crop_aspect_ratio=(1.0, 1.0),
-        local_crop_scale=(0.15, 0.5),
-        flip_probability=0.0,
-        color_jitter_probability=0.0,
-        grayscale_probability=0.0,
-        global_blur_probability=0.0,
-        local_blur_probability=0.3,
-        global_solarize_probability=0.0,
-    ),
-    seed=0,
+pipeline_config = recipe.data.pipeline
+print(
+    f"global crop {pipeline_config.global_image_size} px "
+    f"({pipeline_config.patch_grid_size} x {pipeline_config.patch_grid_size} patches), "
+    f"{pipeline_config.local_crop_count} local crops of {pipeline_config.local_image_size} px"
 )
+print("mask:", pipeline_config.mask)
 pipeline = PretrainingPipeline(
     dataset.image_text_source(), pipeline_config, tokenizer.tokenize_numpy
 )
@@ -218,29 +245,24 @@ like these works, e.g. your own `tf.data` or NumPy generator):
 ## A tiny TIPS
 
 The student is a `TIPSBackbone`: a ViT/14 image tower with two CLS tokens
-and a text tower. We make both very small.
+and a text tower, built from the recipe's `model` section (the arguments of
+`TIPSVisionEncoder` and `TIPSTextEncoder`). The position grid (56 // 14 = 4)
+and the text tower's length were filled in from `data.image_size` and
+`data.sequence_length`; the vocabulary size comes from the tokenizer.
 """
 
+print("vision:", recipe.model.vision)
+print("text:", recipe.model.text)
 backbone = keras_tips.TIPSBackbone(
     vision_encoder=keras_tips.TIPSVisionEncoder(
-        hidden_dim=64,
-        num_layers=2,
-        num_heads=4,
-        intermediate_dim=256,
-        position_grid_size=4,  # learned for 56 px inputs
-        layer_scale_init_value=0.1,
-        name="vision_encoder",
+        **recipe.model.vision, name="vision_encoder"
     ),
     text_encoder=keras_tips.TIPSTextEncoder(
         vocabulary_size=tokenizer.vocabulary_size(),
-        hidden_dim=64,
-        num_layers=2,
-        num_heads=4,
-        intermediate_dim=256,
-        max_sequence_length=64,
+        **recipe.model.text,
         name="text_encoder",
     ),
-    temperature=0.07,
+    temperature=recipe.model.temperature,
 )
 
 """
@@ -250,19 +272,20 @@ pass. The paper-scale heads have 65,536 prototypes and a 2,048-wide MLP; a
 few hundred prototypes are plenty here.
 """
 
-TOTAL_STEPS = 30
+objective = recipe.objective
+TOTAL_STEPS = recipe.train.total_steps
 pretrainer = TIPSPretrainer(
     backbone,
     total_steps=TOTAL_STEPS,  # sets the teacher momentum schedule
-    num_prototypes=256,
-    head_hidden_dim=128,
-    head_bottleneck_dim=32,
-    distill_weight=1.0,  # α
-    mask_weight=2.0,  # β
-    teacher_momentum=(0.99, 1.0),
-    teacher_temperature=(0.04, 0.07),
-    teacher_temperature_warmup_steps=10,
-    centering="centering",  # or "sinkhorn_knopp"
+    **dataclasses.asdict(objective),
+)
+print(
+    f"α = {objective.distill_weight}, β = {objective.mask_weight}, "
+    f"{objective.num_prototypes} prototypes, teacher momentum "
+    f"{objective.teacher_momentum}, teacher temperature "
+    f"{objective.teacher_temperature} warmed up over "
+    f"{objective.teacher_temperature_warmup_steps} steps, targets by "
+    f"{objective.centering!r}"
 )
 
 """
@@ -272,16 +295,15 @@ embeddings and temperatures, and global gradient clipping
 (`build_optimizer`; `layer_decay` adds layer-wise learning-rate decay).
 """
 
-optimizer = build_optimizer(
-    OptimizerConfig(
-        peak_learning_rate=2e-3,
-        total_steps=TOTAL_STEPS,
-        warmup_steps=5,
-        final_learning_rate=1e-5,
-        weight_decay=0.04,
-        global_clipnorm=3.0,
-    )
+settings = recipe.optimizer  # its total_steps is train.total_steps
+print(
+    f"peak learning rate {settings.peak_learning_rate} after "
+    f"{settings.warmup_steps} warm-up steps, cosine to "
+    f"{settings.final_learning_rate} at step {settings.total_steps}; weight "
+    f"decay {settings.weight_decay}; gradient norm clipped at "
+    f"{settings.global_clipnorm}"
 )
+optimizer = build_optimizer(settings)
 pretrainer.compile(optimizer=optimizer)
 
 """
@@ -292,10 +314,11 @@ steps; the logs are the means of every loss term, both contrastive
 accuracies, both temperatures and the schedules.
 """
 
+INTERVAL = recipe.train.steps_per_checkpoint
 history = pretrainer.fit(
     ((batch,) for batch in pipeline),
-    steps_per_epoch=10,
-    epochs=TOTAL_STEPS // 10,
+    steps_per_epoch=INTERVAL,
+    epochs=TOTAL_STEPS // INTERVAL,
     shuffle=False,  # the pipeline shuffles
     verbose=0,
 )
@@ -347,14 +370,15 @@ the student backbone. `export_student` saves it with a preprocessor as a
 """
 
 preset_dir = os.path.join(OUTPUT_DIR, "tiny_tips_preset")
+size = recipe.data.image_size
 pretrainer.export_student(
     preset_dir,
     keras_tips.TIPSPreprocessor(
-        tokenizer, keras_tips.TIPSImageConverter(image_size=(56, 56))
+        tokenizer, keras_tips.TIPSImageConverter(image_size=(size, size))
     ),
 )
 model = keras_tips.TIPSModel.from_preset(preset_dir)
-scene = ShapesDataset("test", num_examples=1, image_size=56)[0]
+scene = ShapesDataset("test", num_examples=1, image_size=size)[0]
 probabilities = model.classify(
     scene["image"][None].astype("float32") / 255.0,
     list(ShapesDataset.class_names),
@@ -366,8 +390,8 @@ print("zero-shot:", {n: round(float(p), 2) for n, p in zip(names, probabilities)
 
 """
 (After 30 steps the prediction is close to a guess. The `tiny_shapes`
-recipe trains for 600 steps; `keras-tips demo` trains it and reports how far
-above chance it gets.)
+recipe trains for 1,200 steps; `keras-tips demo` trains it and reports how
+far above chance it gets.)
 
 ## Recipes and `keras-tips pretrain`
 
@@ -384,33 +408,41 @@ keras-tips pretrain --recipe recipes/tiny_shapes.py --output runs/tiny_shapes \\
     --set train.total_steps=200 --set optimizer.peak_learning_rate=1e-3
 ```
 
+Each number is set once. The global crop, the position grid and the
+evaluation follow `data.image_size`; the text tower's length follows
+`data.sequence_length`; the schedules of the optimizer and of the teacher
+follow `train.total_steps`. `--set data.image_size=112` therefore moves all
+of them, and an override that contradicts its source is refused before
+anything is built:
+"""
+
+bigger = load_recipe(TINY_SHAPES, ["data.image_size=112"])
+print(
+    "at 112 px: crop", bigger.data.pipeline.global_image_size,
+    "| position grid", bigger.model.vision["position_grid_size"],
+    "| evaluation", bigger.evaluation.image_size,
+)
+try:
+    load_recipe(TINY_SHAPES, ["optimizer.total_steps=500"])
+except ValueError as error:
+    print("refused:", error)
+
+"""
 A run directory receives `recipe.json` (the resolved recipe),
 `checkpoints/`, `history.jsonl` (the logged metrics of every checkpoint
 interval) and, at the end, the exported student in `preset/`.
 
-The same from Python, with overrides that shrink the demo recipe to a few
-seconds (two checkpoint intervals of 8 steps):
+The same from Python, with this guide's smaller sizes and two checkpoint
+intervals of 8 steps:
 """
 
-overrides = [
+overrides = SMALLER + [
     "train.total_steps=16",
     "train.steps_per_checkpoint=8",
     "optimizer.warmup_steps=4",
-    "data.num_examples=512",
-    "data.pipeline.batch_size=16",
-    "model.vision.num_layers=2",
-    "model.vision.hidden_dim=64",
-    "model.vision.num_heads=4",
-    "model.vision.intermediate_dim=256",
-    "model.text.hidden_dim=64",
-    "model.text.num_heads=4",
-    "model.text.intermediate_dim=256",
-    "objective.num_prototypes=256",
-    "objective.head_hidden_dim=128",
-    "objective.head_bottleneck_dim=32",
     "objective.teacher_temperature_warmup_steps=8",
 ]
-recipe = load_recipe(os.path.join(REPO_ROOT, "recipes", "tiny_shapes.py"), overrides)
+recipe = load_recipe(TINY_SHAPES, overrides)
 run_dir = os.path.join(OUTPUT_DIR, "run")
 pretrain(recipe, run_dir, verbose=0)
 print("run directory:", sorted(os.listdir(run_dir)))

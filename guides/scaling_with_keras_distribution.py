@@ -53,14 +53,10 @@ import math
 import keras
 import numpy as np
 
-import keras_tips
-from keras_tips.data import PipelineConfig
-from keras_tips.data import PretrainingPipeline
-from keras_tips.data import ShapesDataset
-from keras_tips.data.vocabulary import shapes_vocabulary
 from keras_tips.losses.contrastive import contrastive_loss
 from keras_tips.training import distribution as tips_distribution
-from keras_tips.training.pretrainer import TIPSPretrainer
+from keras_tips.training import loop
+from keras_tips.training.recipe import load_recipe
 
 backend = keras.backend.backend()
 devices = keras.distribution.list_devices() if backend == "jax" else []
@@ -81,7 +77,10 @@ print(devices)
 
 We build the same tiny TIPS several times (unsharded, data parallel, model
 parallel) from the same seed, and train each on the same two batches of the
-shapes dataset, 16 examples each: 2 per device on 8 devices.
+shapes dataset, 16 examples each: 2 per device on 8 devices. Model, objective,
+optimizer and data all come from the demo recipe, `recipes/tiny_shapes.py`,
+made smaller with overrides, and are built by the same functions that
+`keras-tips pretrain` uses.
 
 The text tower's vocabulary is rounded up to a multiple of 8, so that the
 embedding table splits evenly over any model axis of up to 8 devices (the
@@ -89,47 +88,43 @@ extra rows are never used). The real tokenizer has 32,000 pieces, which
 splits evenly over 2, 4, 8, ... devices anyway.
 """
 
-tokenizer = keras_tips.TIPSTokenizer(proto=shapes_vocabulary(), sequence_length=32)
-VOCABULARY = 8 * math.ceil(tokenizer.vocabulary_size() / 8)
 GLOBAL_BATCH = 16
-
-pipeline = PretrainingPipeline(
-    ShapesDataset("train", 256, 56).image_text_source(),
-    PipelineConfig(
-        batch_size=GLOBAL_BATCH,
-        global_image_size=56,
-        local_crop_count=2,
-        local_image_size=28,
-        mask_ratio=0.5,
-        seed=0,
-    ),
-    tokenizer.tokenize_numpy,
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+recipe = load_recipe(
+    os.path.join(REPO_ROOT, "recipes", "tiny_shapes.py"),
+    [
+        "data.num_examples=256",
+        f"data.pipeline.batch_size={GLOBAL_BATCH}",
+        "data.sequence_length=32",
+        "model.vision.hidden_dim=64",
+        "model.vision.num_layers=2",
+        "model.vision.num_heads=4",
+        "model.vision.intermediate_dim=256",
+        "model.text.hidden_dim=64",
+        "model.text.num_layers=1",
+        "model.text.num_heads=4",
+        "model.text.intermediate_dim=256",
+        "objective.num_prototypes=128",
+        "objective.head_hidden_dim=64",
+        "objective.head_bottleneck_dim=32",
+        "objective.head_num_layers=2",
+        "objective.teacher_momentum=(0.9, 1.0)",
+        "train.total_steps=10",
+        "train.steps_per_checkpoint=10",
+        "optimizer.warmup_steps=2",
+    ],
 )
-batches = [next(pipeline), next(pipeline)]
-pipeline.close()
+tokenizer = loop.build_tokenizer(recipe)
+VOCABULARY = 8 * math.ceil(tokenizer.vocabulary_size() / 8)
+
+with loop.build_pipeline(recipe, tokenizer) as pipeline:
+    batches = [next(pipeline), next(pipeline)]
+IMAGE_SIZE = recipe.data.image_size
 
 
 def build_pretrainer():
     keras.utils.set_random_seed(0)
-    backbone = keras_tips.TIPSBackbone(
-        keras_tips.TIPSVisionEncoder(
-            hidden_dim=64, num_layers=2, num_heads=4, intermediate_dim=256,
-            position_grid_size=4, layer_scale_init_value=0.1,
-            name="vision_encoder",
-        ),
-        keras_tips.TIPSTextEncoder(
-            vocabulary_size=VOCABULARY, hidden_dim=64, num_layers=1,
-            num_heads=4, intermediate_dim=256, max_sequence_length=32,
-            name="text_encoder",
-        ),
-        temperature=0.07,
-    )
-    pretrainer = TIPSPretrainer(
-        backbone, total_steps=10, num_prototypes=128, head_hidden_dim=64,
-        head_bottleneck_dim=32, head_num_layers=2, teacher_momentum=(0.9, 1.0),
-    )
-    pretrainer.compile(optimizer=keras.optimizers.AdamW(1e-3))
-    return pretrainer
+    return loop.build_pretrainer(recipe, VOCABULARY)
 
 
 TERMS = ("loss", "contrastive_web", "distill", "mask")
@@ -175,14 +170,14 @@ split along its first axis:
 
 data_parallel = tips_distribution.data_parallel()
 print("mesh:", data_parallel.device_mesh.shape, data_parallel.device_mesh.axis_names)
-layout = data_parallel.get_data_layout((GLOBAL_BATCH, 56, 56, 3))
+layout = data_parallel.get_data_layout((GLOBAL_BATCH, IMAGE_SIZE, IMAGE_SIZE, 3))
 print("layout of global_images:", layout.axes)
 
 """
 A distribution applies to the variables created and the steps run while it
-is active: either globally with `keras.distribution.set_distribution(...)`
-(what the recipes do, before building the model), or inside its `scope()`,
-as here, so that the three set-ups can share one process.
+is active: either globally with `keras.distribution.set_distribution(...)`,
+or inside its `scope()`, as here (so that the three set-ups can share one
+process) and as `keras-tips pretrain` does around a whole run.
 """
 
 with data_parallel.scope():

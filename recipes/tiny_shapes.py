@@ -6,7 +6,11 @@ the full objective on the procedural shapes dataset at 56 px, in minutes on a
 
 | what                 | value                                         |
 |----------------------|-----------------------------------------------|
-| data                 | 4,000 generated scenes, 56 px, 2 local crops  |
+| model                | ViT/14, 96 wide, 4 blocks, 3 heads            |
+| text tower           | 96 wide, 2 blocks, 3 heads, 64 tokens         |
+| data                 | 4,000 generated scenes, 56 px (4 x 4 patches) |
+| crops                | 1 global 56 px, 2 local 28 px                 |
+| masking              | 50 % of the patches, random, half the images  |
 | batch                | 32                                            |
 | steps                | 1,200 (checkpoint every 200)                  |
 | optimizer            | AdamW, peak lr 2e-3, 50 warm-up steps, cosine |
@@ -14,10 +18,15 @@ the full objective on the procedural shapes dataset at 56 px, in minutes on a
 | prototypes           | 1,024, head 256 -> 64                         |
 | teacher momentum     | 0.99 -> 1.0 (cosine)                          |
 
+Each number is set once: the global crop, the position grid (56 // 14 = 4)
+and the evaluation follow `data.image_size`; the text tower's length follows
+`data.sequence_length`; the optimizer's and the teacher's schedules follow
+`train.total_steps` (see `keras_tips.training.recipe`).
+
 Run: `keras-tips pretrain --recipe recipes/tiny_shapes.py --output runs/tiny_shapes`
 """
 
-from keras_tips.data.pipeline import PipelineConfig
+from keras_tips.data.masking import PatchMaskConfig
 from keras_tips.data.transforms import AugmentationConfig
 from keras_tips.training.optimizers import OptimizerConfig
 from keras_tips.training.recipe import DataConfig
@@ -33,11 +42,10 @@ def recipe():
         model=ModelConfig(
             vision=dict(
                 hidden_dim=96, num_layers=4, num_heads=3, intermediate_dim=384,
-                position_grid_size=4, layer_scale_init_value=0.1,
+                patch_size=14, layer_scale_init_value=0.1,
             ),
             text=dict(
                 hidden_dim=96, num_layers=2, num_heads=3, intermediate_dim=384,
-                max_sequence_length=64,
             ),
             temperature=0.07,
         ),
@@ -61,13 +69,11 @@ def recipe():
             num_examples=4000,
             image_size=56,
             sequence_length=64,
-            pipeline=PipelineConfig(
+            pipeline=dict(
                 batch_size=32,
-                global_image_size=56,
                 local_crop_count=2,
                 local_image_size=28,
-                mask_ratio=0.5,
-                mask_probability=0.5,
+                mask=PatchMaskConfig(ratio=0.5, probability=0.5),
                 # The captions name colours and positions: the global crop is
                 # the whole scene, unflipped, with true colours. Local crops
                 # (self-distillation only) may cut and recolour freely.

@@ -20,6 +20,9 @@ from a JSONL index: `python -m keras_tips.data.convert`).
 | precision             | mixed bfloat16                                     |
 | distribution          | data parallel over every device                    |
 
+The position grid (224 // 14 = 16) follows `data.image_size`, the text
+tower's length `data.sequence_length`, the schedules `train.total_steps`.
+
 Run (one process per host, each with its own local run directory: the
 checkpoints are written atomically on a local file system and hold that
 host's data position):
@@ -34,8 +37,7 @@ For tensor parallelism of the larger towers use
 `--set train.distribution=model_parallel:4`.
 """
 
-from keras_tips.data.masking import PatchMaskConfig  # noqa: F401 (documented option)
-from keras_tips.data.pipeline import PipelineConfig
+from keras_tips.data.masking import PatchMaskConfig
 from keras_tips.training.optimizers import OptimizerConfig
 from keras_tips.training.recipe import DataConfig
 from keras_tips.training.recipe import ModelConfig
@@ -50,11 +52,10 @@ def recipe():
         model=ModelConfig(
             vision=dict(
                 hidden_dim=768, num_layers=12, num_heads=12, intermediate_dim=3072,
-                position_grid_size=16, drop_path_rate=0.1, layer_scale_init_value=1e-5,
+                patch_size=14, drop_path_rate=0.1, layer_scale_init_value=1e-5,
             ),
             text=dict(
                 hidden_dim=768, num_layers=12, num_heads=12, intermediate_dim=3072,
-                max_sequence_length=64,
             ),
             temperature=0.07,
             dtype="mixed_bfloat16",
@@ -84,15 +85,13 @@ def recipe():
             source="array_record",
             path=None,
             tokenizer=None,
+            image_size=224,
             sequence_length=64,
-            pipeline=PipelineConfig(
+            pipeline=dict(
                 batch_size=2048,
-                global_image_size=224,
                 local_crop_count=6,
                 local_image_size=98,
-                mask_ratio=0.75,
-                mask_mode="block",
-                mask_probability=0.5,
+                mask=PatchMaskConfig(ratio=0.75, mode="block", probability=0.5),
                 worker_count=16,
             ),
         ),

@@ -60,6 +60,37 @@ def tiny_model(reference_presets):
     return TIPSModel.from_preset(reference_presets["tips_tiny"])
 
 
+DPT_TASKS = ("segmentation", "depth", "normals")
+
+
+def dpt_checkpoint(task):
+    """The reference DPT decoder checkpoint of `task` (Scenic layout)."""
+    return os.path.join(reference_dir("dpt_tiny"), f"{task}.npz")
+
+
+def convert_dpt_reference(task, output_dir):
+    """Converts a reference DPT checkpoint with the public converter."""
+    from keras_tips import convert_dpt_checkpoint
+
+    return convert_dpt_checkpoint(
+        dpt_checkpoint(task),
+        task=task,
+        output_dir=output_dir,
+        encoder_layers=reference_config("dpt_tiny")["intermediate_layers"],
+    )
+
+
+@pytest.fixture(scope="session")
+def dpt_presets(tmp_path_factory):
+    """task -> preset directory converted from the reference DPT heads."""
+    root = tmp_path_factory.mktemp("dpt_presets")
+    presets = {}
+    for task in DPT_TASKS:
+        presets[task] = str(root / task)
+        convert_dpt_reference(task, presets[task])
+    return presets
+
+
 def pytest_collection_modifyitems(config, items):
     """Slow tests run only when KERAS_TIPS_SLOW=1 (CI sets it)."""
     if os.environ.get("KERAS_TIPS_SLOW") == "1":

@@ -70,11 +70,11 @@ def run_demo(args):
     start = time.time()
     model = TIPSModel.from_preset(preset)
     evaluation = recipe.evaluation
-    # The scenes are rendered as in training (size, objects per scene, object
-    # scale), so the probes see the images the model learned from.
+    # The scenes hold as many objects, of the same scale, as in training
+    # (evaluation.image_size follows data.image_size unless set).
     results = evaluate_on_shapes(
         model, evaluation.num_train, min(args.num_test, evaluation.num_test),
-        data.image_size, evaluation.probe_epochs,
+        evaluation.image_size, evaluation.probe_epochs,
         max_objects=data.max_objects, object_scale=data.object_scale,
     )
     results["time/train_seconds"] = trained

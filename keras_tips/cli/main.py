@@ -9,6 +9,8 @@ import json
 import os
 import sys
 
+from keras_tips.data.image_files import IMAGE_SUFFIXES
+
 
 def _add_convert(subparsers):
     parser = subparsers.add_parser(
@@ -69,7 +71,7 @@ def _add_embed(subparsers):
         "embed",
         help="Embed a folder of images or a text file into .npy arrays.",
         description=(
-            "Images (every .png/.jpg/.jpeg/.bmp/.webp file of a folder, "
+            f"Images (every {'/'.join(IMAGE_SUFFIXES)} file of a folder, "
             "sorted by name) are resized to the preset's resolution and "
             "encoded; a text file is encoded line by line. Writes "
             "<output>_cls_1.npy, <output>_cls_2.npy, <output>_patches.npy for "
@@ -88,23 +90,13 @@ def _add_embed(subparsers):
     parser.set_defaults(run=_run_embed)
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-
-
-def _load_image(path, size):
-    import numpy as np
-    from PIL import Image
-
-    with Image.open(path) as image:
-        image = image.convert("RGB").resize((size[1], size[0]), Image.BICUBIC)
-        return np.asarray(image, dtype="float32") / 255.0
-
-
 def _run_embed(args):
     import numpy as np
 
     from keras_tips import TIPSModel
     from keras_tips.cli.progress import progress
+    from keras_tips.data.image_files import list_image_files
+    from keras_tips.data.image_files import load_image
 
     model = TIPSModel.from_preset(args.preset)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
@@ -117,9 +109,7 @@ def _run_embed(args):
         rows = texts
         print(f"Embedded {len(texts)} texts into {args.output}.npy")
     else:
-        names = sorted(
-            n for n in os.listdir(args.images) if n.lower().endswith(IMAGE_SUFFIXES)
-        )
+        names = list_image_files(args.images)
         if not names:
             raise ValueError(f"No images ({', '.join(IMAGE_SUFFIXES)}) in {args.images}.")
         size = (args.image_size,) * 2 if args.image_size else (
@@ -128,7 +118,7 @@ def _run_embed(args):
         chunks = []
         for start in progress(range(0, len(names), args.batch_size), "embedding"):
             batch = np.stack([
-                _load_image(os.path.join(args.images, n), size)
+                load_image(os.path.join(args.images, n), size)
                 for n in names[start:start + args.batch_size]
             ])
             chunks.append(model.encode_images(batch, batch_size=args.batch_size))
@@ -147,18 +137,22 @@ def build_parser():
         description="TIPS image-text models for Keras 3 (JAX, TensorFlow, PyTorch).",
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
+    from keras_tips.cli.convert_dpt import add_convert_dpt
     from keras_tips.cli.demo import add_demo
     from keras_tips.cli.evaluate import add_evaluate
+    from keras_tips.cli.predict import add_predict
     from keras_tips.cli.pretrain import add_ablation
     from keras_tips.cli.pretrain import add_pretrain
     from keras_tips.cli.show import add_show
 
     _add_convert(subparsers)
+    add_convert_dpt(subparsers)
     add_pretrain(subparsers)
     add_ablation(subparsers)
     add_evaluate(subparsers)
     _add_embed(subparsers)
     add_show(subparsers)
+    add_predict(subparsers)
     add_demo(subparsers)
     return parser
 

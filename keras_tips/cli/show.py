@@ -33,9 +33,10 @@ def add_show(subparsers):
 
 
 def _images(args, model):
-    from PIL import Image
-
     if args.images or args.photos:
+        from keras_tips.data.image_files import list_image_files
+        from keras_tips.data.image_files import load_image
+
         size = args.image_size or model.preprocessor.image_converter.image_size[0]
         if args.photos:
             from keras_tips.data.photos import SkimagePhotosSource
@@ -43,20 +44,12 @@ def _images(args, model):
             source = SkimagePhotosSource()
             paths = [path for path, _, _ in source.photos]
         else:
-            from keras_tips.cli.main import IMAGE_SUFFIXES
-
-            names = sorted(
-                n for n in os.listdir(args.images) if n.lower().endswith(IMAGE_SUFFIXES)
-            )
+            names = list_image_files(args.images)
             paths = [os.path.join(args.images, n) for n in names]
         if not paths:
             raise ValueError("No images found.")
-        images = []
-        for path in paths[: args.num_images]:
-            with Image.open(path) as image:
-                image = image.convert("RGB").resize((size, size), Image.BICUBIC)
-                images.append(np.asarray(image))
-        return np.stack(images).astype("float32") / 255.0, None
+        images = [load_image(path, (size, size)) for path in paths[: args.num_images]]
+        return np.stack(images), None
     from keras_tips.data.shapes import ShapesDataset
 
     size = args.image_size or 112

@@ -1,15 +1,19 @@
-"""Converts official TIPS checkpoints into a Keras preset directory."""
+"""The public converters of the official release.
 
-import os
-import shutil
-import tempfile
+Official TIPS checkpoints into a `TIPSModel` and its preset
+(`keras_tips.convert_official_checkpoint`, `keras-tips convert`):
+`keras_tips.conversion.official_preset` with the task bound to `TIPSModel`.
+Official DPT decoder checkpoints into a `TIPSDPTHead` and its preset
+(`keras_tips.convert_dpt_checkpoint`): `keras_tips.conversion.dpt_checkpoint`
+with the head bound to `TIPSDPTHead`.
+"""
 
-from keras_tips.conversion.official_checkpoint import CheckpointError
-from keras_tips.conversion.official_checkpoint import load_official_text_weights
-from keras_tips.conversion.official_checkpoint import load_official_vision_weights
-from keras_tips.conversion.official_checkpoint import read_npz
-from keras_tips.conversion.official_checkpoint import text_config_from_state
-from keras_tips.conversion.official_checkpoint import vision_config_from_state
+from keras_tips.conversion.dpt_checkpoint import build_head_from_checkpoint
+from keras_tips.conversion.dpt_checkpoint import convert_to_head_preset
+from keras_tips.conversion.official_preset import build_task_from_official
+from keras_tips.conversion.official_preset import convert_to_preset
+from keras_tips.models.tips_dpt_head import TIPSDPTHead
+from keras_tips.models.tips_model import TIPSModel
 
 
 def build_model_from_official(
@@ -34,54 +38,26 @@ def build_model_from_official(
 
     Returns:
         A `TIPSModel`.
-    """
-    from keras_tips.models.tips_backbone import TIPSBackbone
-    from keras_tips.models.tips_image_converter import TIPSImageConverter
-    from keras_tips.models.tips_model import TIPSModel
-    from keras_tips.models.tips_preprocessor import TIPSPreprocessor
-    from keras_tips.models.tips_text_encoder import TIPSTextEncoder
-    from keras_tips.models.tips_tokenizer import TIPSTokenizer
-    from keras_tips.models.tips_vision_encoder import TIPSVisionEncoder
 
-    vision_state = read_npz(vision_path, "vision checkpoint")
-    text_state = read_npz(text_path, "text checkpoint")
-    if "temperature" not in text_state:
-        raise CheckpointError(
-            f"The text checkpoint {text_path!r} has no 'temperature': is it an "
-            "official TIPS text checkpoint (and not the vision one)?"
-        )
-    if not os.path.isfile(tokenizer_path):
-        raise CheckpointError(f"The tokenizer file {tokenizer_path!r} does not exist.")
-    vision_encoder = TIPSVisionEncoder(
-        **vision_config_from_state(vision_state, vision_num_heads),
-        name="vision_encoder",
+    Example:
+    ```python
+    model = build_model_from_official(
+        vision_path="tips_oss_b14_highres_distilled_vision.npz",
+        text_path="tips_oss_b14_highres_distilled_text.npz",
+        tokenizer_path="tokenizer.model",
     )
-    vision_encoder.build()
-    load_official_vision_weights(vision_encoder, vision_state)
-    text_encoder = TIPSTextEncoder(
-        **text_config_from_state(text_state, text_num_heads, max_sequence_length),
-        name="text_encoder",
+    ```
+    """
+    return build_task_from_official(
+        TIPSModel,
+        vision_path=vision_path,
+        text_path=text_path,
+        tokenizer_path=tokenizer_path,
+        image_size=image_size,
+        vision_num_heads=vision_num_heads,
+        text_num_heads=text_num_heads,
+        max_sequence_length=max_sequence_length,
     )
-    text_encoder.build()
-    load_official_text_weights(text_encoder, text_state)
-    temperature = float(text_state["temperature"])
-    backbone = TIPSBackbone(vision_encoder, text_encoder, temperature=temperature)
-    backbone.contrastive_head.set_temperature(temperature)
-    tokenizer = TIPSTokenizer(
-        proto=os.fspath(tokenizer_path), sequence_length=max_sequence_length
-    )
-    if tokenizer.vocabulary_size() != text_encoder.vocabulary_size:
-        raise CheckpointError(
-            f"The tokenizer has {tokenizer.vocabulary_size()} pieces but the "
-            f"text tower embeds {text_encoder.vocabulary_size}: they do not "
-            "belong together."
-        )
-    if isinstance(image_size, int):
-        image_size = (image_size, image_size)
-    preprocessor = TIPSPreprocessor(
-        tokenizer=tokenizer, image_converter=TIPSImageConverter(image_size)
-    )
-    return TIPSModel(backbone=backbone, preprocessor=preprocessor)
 
 
 def convert_official_checkpoint(output_dir, overwrite=False, **kwargs):
@@ -110,24 +86,95 @@ def convert_official_checkpoint(output_dir, overwrite=False, **kwargs):
     model = keras_tips.TIPSModel.from_preset("tips_b14")
     ```
     """
-    from keras_tips.models.tips_tokenizer import TIPSTokenizer  # noqa: F401
+    return convert_to_preset(TIPSModel, output_dir, overwrite=overwrite, **kwargs)
 
-    output_dir = os.path.abspath(os.fspath(output_dir))
-    if os.path.exists(output_dir) and not overwrite:
-        raise FileExistsError(
-            f"{output_dir!r} already exists; pass overwrite=True (--overwrite) "
-            "to replace it."
-        )
-    model = build_model_from_official(**kwargs)
-    parent = os.path.dirname(output_dir)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".converting-", dir=parent)
-    try:
-        model.save_to_preset(staging)
-        if os.path.exists(output_dir):
-            shutil.rmtree(output_dir)
-        os.replace(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return model
+
+def build_dpt_head_from_checkpoint(
+    checkpoint_path,
+    task,
+    encoder_layers=None,
+    min_depth=None,
+    max_depth=None,
+):
+    """Builds a `TIPSDPTHead` holding the weights of an official checkpoint.
+
+    Args:
+        checkpoint_path: path of the released `<model>_<task>_dpt.zip` (or
+            any `.npz` in the Scenic or PyTorch layout).
+        task: `"segmentation"`, `"depth"` or `"normals"`.
+        encoder_layers: optional four image-tower blocks feeding the levels;
+            by default those of the released head of the same width.
+        min_depth: optional float, depth only (default 0.001, or the
+            checkpoint's `bin_centers`).
+        max_depth: optional float, depth only (default 10.0).
+
+    Returns:
+        A `TIPSDPTHead`.
+
+    Example:
+    ```python
+    head = build_dpt_head_from_checkpoint("tips_v2_b14_depth_dpt.zip", "depth")
+    ```
+    """
+    return build_head_from_checkpoint(
+        TIPSDPTHead,
+        checkpoint_path,
+        task,
+        encoder_layers=encoder_layers,
+        min_depth=min_depth,
+        max_depth=max_depth,
+    )
+
+
+def convert_dpt_checkpoint(
+    checkpoint_path,
+    task,
+    output_dir,
+    encoder_layers=None,
+    min_depth=None,
+    max_depth=None,
+    overwrite=False,
+):
+    """Converts an official DPT decoder checkpoint into a head preset.
+
+    Reads the released Scenic/Flax arrays (`<model>_<task>_dpt.zip`) or the
+    PyTorch key layout the official loader also accepts, without pickle;
+    infers the sizes from the arrays and refuses a missing, unexpected or
+    mis-shaped array with a message that names it. The preset is written to
+    a temporary folder and moved into place at the end, so an interrupted
+    conversion leaves nothing half-written.
+
+    Args:
+        checkpoint_path: path of the released `<model>_<task>_dpt.zip` (or
+            any `.npz` in the Scenic or PyTorch layout).
+        task: `"segmentation"`, `"depth"` or `"normals"`.
+        output_dir: str. Preset directory to create.
+        encoder_layers: optional four image-tower blocks feeding the levels
+            (`--layers`); by default those of the released head of the same
+            width: B/14 [2, 5, 8, 11], L/14 [5, 11, 17, 23], So400m/14
+            [6, 13, 20, 26], g/14 [9, 19, 29, 39].
+        min_depth: optional float, depth only (default 0.001).
+        max_depth: optional float, depth only (default 10.0).
+        overwrite: bool. Replace an existing `output_dir`.
+
+    Returns:
+        The converted `TIPSDPTHead`.
+
+    Example:
+    ```python
+    keras_tips.convert_dpt_checkpoint(
+        "tips_v2_b14_depth_dpt.zip", task="depth", output_dir="b14_depth"
+    )
+    head = keras_tips.TIPSDPTHead.from_preset("b14_depth")
+    ```
+    """
+    return convert_to_head_preset(
+        TIPSDPTHead,
+        checkpoint_path,
+        task,
+        output_dir,
+        overwrite=overwrite,
+        encoder_layers=encoder_layers,
+        min_depth=min_depth,
+        max_depth=max_depth,
+    )

@@ -14,14 +14,11 @@ import zipfile
 
 import numpy as np
 
+from keras_tips.errors import CheckpointError
 from keras_tips.models.tips_vision_encoder import position_grid_size_from_table
 
 # Attention heads of the standard ViT widths used by TIPS (S, B, L, So400m, g).
 HEADS_BY_WIDTH = {384: 6, 768: 12, 1024: 16, 1152: 16, 1536: 24}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable or does not fit the model."""
 
 
 def read_npz(path, description="checkpoint"):
@@ -46,7 +43,12 @@ def read_npz(path, description="checkpoint"):
         )
     try:
         with np.load(path, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
+            # Zip tools may add folder entries ("decoder/"): no arrays.
+            return {
+                name: archive[name]
+                for name in archive.files
+                if not name.endswith("/")
+            }
     except MemoryError as error:
         raise CheckpointError(
             f"The {description} {path!r} declares arrays too large to load; "

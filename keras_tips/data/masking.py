@@ -115,7 +115,13 @@ class PatchMaskConfig:
         probability: float in [0, 1]. Probability that an image is masked
             at all; unmasked images get an all-False mask (iBOT masks half of
             the images). 1.0 masks every image.
-        min_block_patches: int. Smallest block in "block" mode.
+        min_block_patches: int. Smallest block, in patches, in "block"
+            mode.
+
+    Example:
+    ```python
+    config = PatchMaskConfig(ratio=0.5, mode="block", probability=0.5)
+    ```
     """
 
     ratio: float = 0.75
@@ -137,6 +143,11 @@ class PatchMaskConfig:
             raise ValueError(
                 "Mask `probability` must be in [0, 1]. "
                 f"Received: {self.probability}"
+            )
+        if self.min_block_patches < 1:
+            raise ValueError(
+                "Mask `min_block_patches` must be >= 1. "
+                f"Received: {self.min_block_patches}"
             )
 
 

@@ -2,6 +2,11 @@
 
 from keras_tips.layers.attention import FusedQKVAttention
 from keras_tips.layers.drop_path import DropPath
+from keras_tips.layers.dpt import DPTFusionBlock
+from keras_tips.layers.dpt import DPTReassembleBlocks
+from keras_tips.layers.dpt import PreActResidualConvUnit
+from keras_tips.layers.interpolation import resize_bicubic
+from keras_tips.layers.interpolation import resize_bilinear
 from keras_tips.layers.layer_scale import LayerScale
 from keras_tips.layers.mlp import MLP
 from keras_tips.layers.mlp import FusedSwiGLU

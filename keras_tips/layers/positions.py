@@ -5,6 +5,8 @@ import math
 
 from keras import ops
 
+from keras_tips import backend
+
 
 def sinusoidal_positions(length, dim, min_timescale=1.0, max_timescale=1e4):
     """Transformer sinusoids laid out as `[sin | cos]` halves.
@@ -68,15 +70,10 @@ def resize_position_grid(grid, target_height, target_width):
     if not (isinstance(target_height, int) and isinstance(target_width, int)):
         # Only TensorFlow traces with unknown image sizes (e.g. under
         # `tf.function(reduce_retracing=True)`); `keras.ops.image.resize`
-        # wants Python ints, `tf.image.resize` takes the dynamic size and
+        # wants Python ints, the backend's resize takes the traced size and
         # computes the same antialiased bilinear resize.
-        import tensorflow as tf
-
-        resized = tf.image.resize(
-            tf.cast(grid, "float32"),
-            tf.stack([target_height, target_width]),
-            method="bilinear",
-            antialias=True,
+        resized = backend.resize_bilinear_antialiased(
+            ops.cast(grid, "float32"), target_height, target_width
         )
         return ops.cast(resized, grid.dtype)
     resized = ops.image.resize(

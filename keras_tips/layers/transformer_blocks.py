@@ -2,12 +2,12 @@
 
 import keras
 
+from keras_tips import backend
 from keras_tips.layers.attention import FusedQKVAttention
 from keras_tips.layers.drop_path import DropPath
 from keras_tips.layers.layer_scale import LayerScale
 from keras_tips.layers.mlp import MLP
 from keras_tips.layers.mlp import FusedSwiGLU
-from keras_tips.layers.mlp import torch_inference_kernels
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
@@ -35,8 +35,13 @@ class _TokenRematBlock(keras.layers.Layer):
         return call
 
 
+@keras.saving.register_keras_serializable(package="keras_tips")
 class VisionTransformerBlock(_TokenRematBlock):
     """DINOv2-style block: `x + LS(attn(LN(x)))`, then `x + LS(ffn(LN(x)))`.
+
+    Where the backend has a fused inference forward of the whole block
+    (`keras_tips.backend.fused_vision_block`: PyTorch inference on the CPU),
+    that runs instead of the layers one by one.
 
     Args:
         num_heads: int. Attention heads.
@@ -107,28 +112,17 @@ class VisionTransformerBlock(_TokenRematBlock):
             layer.build(input_shape)
 
     def call(self, inputs, training=None, value_only=False):
-        if not training and torch_inference_kernels(inputs, self):
-            return self.torch_inference_call(inputs, value_only)
+        fused = backend.fused_vision_block(
+            self, inputs, training=training, value_only=value_only
+        )
+        if fused is not None:
+            return fused
         attended = self.attention(self.norm1(inputs), value_only=value_only)
         x = inputs + self.drop_path(self.layer_scale1(attended), training=training)
         x = x + self.drop_path(
             self.layer_scale2(self.ffn(self.norm2(x))), training=training
         )
         return x
-
-    def torch_inference_call(self, inputs, value_only=False):
-        """The block in fused PyTorch ops (inference only; see
-        `keras_tips.layers.mlp.torch_inference_kernels`): LayerNorm, the
-        attention and feed-forward paths and `x + gamma * branch` (one
-        `addcmul`) without a Keras layer call or op in between."""
-        import torch
-
-        attended = self.attention.torch_inference_call(
-            _torch_layer_norm(self.norm1, inputs), value_only=value_only
-        )
-        x = torch.addcmul(inputs, attended, self.layer_scale1.gamma.value)
-        hidden = self.ffn.torch_inference_call(_torch_layer_norm(self.norm2, x))
-        return torch.addcmul(x, hidden, self.layer_scale2.gamma.value)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -209,16 +203,3 @@ class TextTransformerBlock(_TokenRematBlock):
             }
         )
         return config
-
-
-def _torch_layer_norm(layer, x):
-    """A Keras `LayerNormalization` over the last axis, as one torch call."""
-    import torch
-
-    return torch.nn.functional.layer_norm(
-        x,
-        (x.shape[-1],),
-        layer.gamma.value if layer.scale else None,
-        layer.beta.value if layer.center else None,
-        layer.epsilon,
-    )

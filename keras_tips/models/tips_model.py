@@ -8,24 +8,34 @@ import numpy as np
 from keras import ops
 from keras_hub.models import Task
 
+# keras-hub has no public name for it: its model families register their
+# presets with this function too.
+from keras_hub.src.utils.preset_utils import register_presets
+
+from keras_tips import backend
+from keras_tips.conversion.keras_hub_presets import keras_hub_presets
+from keras_tips.conversion.preset_cache import PRESET_WEIGHTS_FILE
+from keras_tips.conversion.preset_cache import resolve_preset
 from keras_tips.layers.contrastive_head import l2_normalize
+from keras_tips.layers.interpolation import resize_bilinear
+from keras_tips.layers.interpolation import spatial_size
 from keras_tips.models.tips_backbone import TIPSBackbone
+from keras_tips.models.tips_dpt_head import TIPSDPTHead
 from keras_tips.models.tips_preprocessor import TIPSPreprocessor
 from keras_tips.models.tips_presets import TIPS_PRESETS
-from keras_tips.models.tips_presets import resolve_preset
 from keras_tips.models.tips_tokenizer import check_texts
 
 CLS_TOKENS = ("cls_1", "cls_2")
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
-PRESET_WEIGHTS_FILE = "model.weights.h5"
 
 
 def check_images(images, patch_size=14):
     """Validates images for `encode_images`; returns a float32 NumPy array.
 
-    Accepts (H, W, 3) or (B, H, W, 3) floats in [0, 1] whose sides are
-    multiples of `patch_size`; anything else raises a `ValueError` that says
-    what is wrong and how to fix it.
+    Accepts (H, W, 3) or (B, H, W, 3) floats in [0, 1], or uint8 in
+    [0, 255] (divided by 255, as `TIPSImageConverter` scales them), whose
+    sides are multiples of `patch_size`; anything else raises a `ValueError`
+    that says what is wrong and how to fix it.
     """
     if not isinstance(images, np.ndarray):
         try:
@@ -56,11 +66,12 @@ def check_images(images, patch_size=14):
         )
     if images.shape[0] == 0:
         raise ValueError("Received an empty batch of images.")
-    if images.dtype.kind != "f":
+    if images.dtype.kind != "f" and images.dtype != np.uint8:
         raise ValueError(
-            f"Images must be floats in [0, 1]; received dtype {images.dtype}. "
-            "Convert uint8 images with `images.astype('float32') / 255`, or "
-            "run them through `model.preprocessor`."
+            f"Images must be floats in [0, 1] or uint8 in [0, 255]; received "
+            f"dtype {images.dtype}. Convert 0-255 integers with "
+            "`images.astype('uint8')` or `images.astype('float32') / 255`, or "
+            "run them through `model.preprocessor.image_converter`."
         )
     height, width = images.shape[1:3]
     if height < patch_size or width < patch_size or height % patch_size or (
@@ -69,8 +80,11 @@ def check_images(images, patch_size=14):
         raise ValueError(
             f"Image height and width must be positive multiples of the patch "
             f"size {patch_size}; received {height} x {width}. Resize or crop "
-            f"them first (e.g. with `model.preprocessor`)."
+            f"them first (e.g. with `model.preprocessor.image_converter`, "
+            "the official preprocessing)."
         )
+    if images.dtype == np.uint8:
+        return images.astype("float32") / np.float32(255.0)
     images = images.astype("float32", copy=False)
     if not np.isfinite(images).all():
         raise ValueError("Images contain NaN or infinite values.")
@@ -126,45 +140,39 @@ def check_preset_files(preset_dir, load_weights=True):
         ) from error
 
 
-def _compile(layer, function):
-    """Compiles an inference function of `layer` for the current backend.
+class DensePrediction(keras.layers.Layer):
+    """An image tower feeding a DPT head, as one layer (so that one compiled
+    inference function holds the weights of both). Returns the head's map at
+    its own resolution.
 
-    JAX runs `function` under `jax.jit` with the layer's variables passed in
-    (stateless), TensorFlow under `tf.function`, PyTorch eagerly in inference
-    mode (no autograd bookkeeping).
+    Args:
+        encoder: a `TIPSVisionEncoder`.
+        head: a `TIPSDPTHead` of the encoder's width.
+        **kwargs: standard `keras.layers.Layer` arguments.
     """
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
 
-        def stateless(trainable, non_trainable, *args):
-            mapping = list(zip(layer.trainable_variables, trainable)) + list(
-                zip(layer.non_trainable_variables, non_trainable)
+    def __init__(self, encoder, head, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.head = head
+
+    def call(self, images):
+        outputs = self.encoder(
+            images, return_intermediates=self.head.encoder_layers
+        )
+        height, width = spatial_size(images)
+        size = self.encoder.patch_size
+        grid = (height // size, width // size)
+        features = []
+        for level in range(len(self.head.encoder_layers)):
+            patches = outputs["intermediate_patches"][:, level]
+            features.append(
+                (
+                    outputs["intermediate_cls_1"][:, level],
+                    ops.reshape(patches, (-1, *grid, patches.shape[-1])),
+                )
             )
-            with keras.StatelessScope(state_mapping=mapping):
-                return function(*args)
-
-        jitted = jax.jit(stateless)
-
-        def run(*args):
-            return jitted(
-                [v.value for v in layer.trainable_variables],
-                [v.value for v in layer.non_trainable_variables],
-                *args,
-            )
-
-        return run
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return tf.function(function, reduce_retracing=True)
-    import torch
-
-    def run_without_grad(*args):
-        with torch.inference_mode():
-            return function(*args)
-
-    return run_without_grad
+        return self.head(features)
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
@@ -213,7 +221,7 @@ class TIPSModel(Task):
             load_weights: bool. Whether to load the weights.
             **kwargs: forwarded to `keras_hub.models.Task.from_preset`.
         """
-        preset = resolve_preset(preset)
+        preset = resolve_preset(preset, cls)
         local = isinstance(preset, (str, os.PathLike)) and os.path.isdir(preset)
         weights = None
         if local:
@@ -261,24 +269,41 @@ class TIPSModel(Task):
     def patch_size(self):
         return self.backbone.vision_encoder.patch_size
 
+    @staticmethod
+    def _compiled_key(layer, *parts):
+        """Key of a compiled inference function of `layer`.
+
+        A compiled function keeps the fast-kernel setting it was compiled
+        with (`keras_tips.backend.compile_inference`), and a `tf.function`
+        also keeps the layer's structure: enabling LoRA (or quantising) adds
+        variables and changes what the dense layers compute, so the key
+        counts the variables too.
+        """
+        return (*parts, backend.fast_kernels_enabled(), len(layer.variables))
+
     def _image_function(self, options):
-        key = ("images",) + tuple(sorted(options.items()))
+        key = self._compiled_key(
+            self.backbone.vision_encoder, "images", *sorted(options.items())
+        )
         if key not in self._inference_functions:
             encoder = self.backbone.vision_encoder
 
             def encode(images, patch_mask=None):
                 return encoder(images, patch_mask=patch_mask, **options)
 
-            self._inference_functions[key] = _compile(encoder, encode)
+            self._inference_functions[key] = backend.compile_inference(
+                encoder, encode
+            )
         return self._inference_functions[key]
 
     def _text_function(self):
-        if "texts" not in self._inference_functions:
+        key = self._compiled_key(self.backbone.text_encoder, "texts")
+        if key not in self._inference_functions:
             encoder = self.backbone.text_encoder
-            self._inference_functions["texts"] = _compile(
+            self._inference_functions[key] = backend.compile_inference(
                 encoder, lambda ids, mask: encoder(ids, mask)
             )
-        return self._inference_functions["texts"]
+        return self._inference_functions[key]
 
     def encode_images(
         self,
@@ -290,9 +315,13 @@ class TIPSModel(Task):
     ):
         """Encodes images at the size given.
 
+        Images are encoded as given, not resized: to preprocess photos as
+        the official code does (squash to the model's resolution), run them
+        through `model.preprocessor.image_converter` first.
+
         Args:
-            images: float (B, H, W, 3) or (H, W, 3) in [0, 1], channels last,
-                H and W multiples of 14.
+            images: float (B, H, W, 3) or (H, W, 3) in [0, 1], or uint8 in
+                [0, 255], channels last, H and W multiples of 14.
             batch_size: int. Images per forward pass.
             patch_mask: optional bool (B, N): patches replaced by the mask
                 token.
@@ -369,6 +398,81 @@ class TIPSModel(Task):
             )
         return np.concatenate(chunks)
 
+    # --- Dense prediction --------------------------------------------------
+
+    def _dense_function(self, head):
+        key = self._compiled_key(self.backbone.vision_encoder, "dense", id(head))
+        cached = self._inference_functions.get(key)
+        if cached is None or cached[0] is not head:
+            predictor = DensePrediction(self.backbone.vision_encoder, head)
+            cached = (head, backend.compile_inference(predictor, predictor))
+            self._inference_functions[key] = cached
+        return cached[1]
+
+    def predict_dense(self, images, head, batch_size=8, native_resolution=False):
+        """Dense maps of images from a DPT head on this model's image tower.
+
+        The image tower runs at the size given and hands the head the blocks
+        of `head.encoder_layers` after the final LayerNorm (CLS1 and the
+        patch map), as the official decoder notebook does.
+
+        Args:
+            images: float (B, H, W, 3) or (H, W, 3) in [0, 1] (or uint8 in
+                [0, 255]), channels last, H and W multiples of 14 (the
+                released heads: 448 x 448).
+            head: a `TIPSDPTHead`, or a registered head name or preset
+                directory (loaded with `TIPSDPTHead.from_preset` on first
+                use and kept).
+            batch_size: int. Images per forward pass.
+            native_resolution: bool. Return the head's own resolution,
+                16 * ceil(g / 2) per side of a g-patch side, instead of
+                resizing bilinearly to H x W.
+
+        Returns:
+            A float32 NumPy array (B, H, W, C): segmentation logits
+            (C = classes), depth (C = 1) or raw surface normals (C = 3; see
+            `keras_tips.normalize_normals`).
+
+        Example:
+        ```python
+        model = keras_tips.TIPSModel.from_preset("tips_v2_oss_b14")
+        head = keras_tips.TIPSDPTHead.from_preset("tips_v2_b14_segmentation_dpt")
+        logits = model.predict_dense(images, head)  # (B, 448, 448, 150)
+        labels = logits.argmax(-1)
+        ```
+        """
+        if not isinstance(head, TIPSDPTHead):
+            # Loaded once per name, so that its compiled function is reused.
+            key = ("dense_head", os.fspath(head))
+            if key not in self._inference_functions:
+                self._inference_functions[key] = TIPSDPTHead.from_preset(head)
+            head = self._inference_functions[key]
+        encoder = self.backbone.vision_encoder
+        if head.input_embed_dim != encoder.hidden_dim:
+            raise ValueError(
+                f"The DPT head decodes features of width {head.input_embed_dim} "
+                f"but this image tower has width {encoder.hidden_dim}: they do "
+                "not belong together."
+            )
+        if max(head.encoder_layers) >= encoder.num_layers:
+            raise ValueError(
+                f"The DPT head reads blocks {list(head.encoder_layers)} but this "
+                f"image tower has {encoder.num_layers} blocks."
+            )
+        images = check_images(images, self.patch_size)
+        if int(batch_size) < 1:
+            raise ValueError(f"`batch_size` must be >= 1; received {batch_size}.")
+        function = self._dense_function(head)
+        chunks = []
+        for start in range(0, images.shape[0], int(batch_size)):
+            maps = function(images[start : start + int(batch_size)])
+            if not native_resolution:
+                # Outside the compiled function: one compilation per input
+                # size serves both resolutions.
+                maps = resize_bilinear(maps, images.shape[1:3], align_corners=False)
+            chunks.append(ops.convert_to_numpy(maps).astype("float32"))
+        return np.concatenate(chunks)
+
     # --- Zero-shot --------------------------------------------------------
 
     def temperature_for(self, cls_token="cls_1"):
@@ -408,7 +512,7 @@ class TIPSModel(Task):
         embeddings.
 
         Args:
-            images: float (B, H, W, 3) in [0, 1].
+            images: float (B, H, W, 3) in [0, 1] or uint8 in [0, 255].
             class_names: list of str.
             templates: format strings with one `{}` for the class name.
             cls_token: `"cls_1"` (default) or `"cls_2"`.
@@ -436,3 +540,9 @@ def _check_cls(cls_token):
         raise ValueError(
             f"`cls_token` must be one of {CLS_TOKENS}; received {cls_token!r}."
         )
+
+
+# Lists the registered checkpoints in `TIPSBackbone.presets` and
+# `TIPSModel.presets`, and lets every keras-hub loader resolve their names
+# (converting on first use; see `keras_tips.conversion.keras_hub_presets`).
+register_presets(keras_hub_presets(TIPSModel), TIPSBackbone)

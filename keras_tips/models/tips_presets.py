@@ -1,17 +1,12 @@
 """The released TIPS checkpoints: their configurations and where they live.
 
-Each entry gives the architecture (so a model can be built and checked
-without weights), the image resolution of its preprocessor, and the official
-download locations of the PyTorch `.npz` files. `resolve_preset(name)`
-downloads those files once (`keras.utils.get_file`, cached), converts them to
-a Keras preset directory and returns that directory; later calls reuse it.
-
-Set `KERAS_TIPS_CHECKPOINT_BASE_URL` to a mirror (any URL `get_file` reads,
-including `file://` paths) to fetch from somewhere else, and
-`KERAS_TIPS_HOME` to move the cache (default `~/.keras/keras_tips`).
+Data only. Each entry gives the architecture (so a model can be built and
+checked without weights), the image resolution of its preprocessor, the
+official download locations of the PyTorch `.npz` files and tokenizer, a
+description and, where published, the official parameter counts.
+Downloading, converting and caching them is
+`keras_tips.conversion.preset_cache`.
 """
-
-import os
 
 _TOKENIZER_URL = "https://storage.googleapis.com/tips_data/v1_0/checkpoints/tokenizer.model"
 _V1_BASE = "https://storage.googleapis.com/tips_data/v1_0/checkpoints/pytorch"
@@ -112,116 +107,3 @@ TIPS_PRESETS = {
     ),
 }
 
-
-def keras_tips_home():
-    """Root of the local cache of downloads and converted presets."""
-    return os.path.expanduser(
-        os.environ.get("KERAS_TIPS_HOME", os.path.join("~", ".keras", "keras_tips"))
-    )
-
-
-def _source_url(url):
-    mirror = os.environ.get("KERAS_TIPS_CHECKPOINT_BASE_URL")
-    if not mirror:
-        return url
-    return mirror.rstrip("/") + "/" + url.rsplit("/", 1)[1]
-
-
-def _fetch(url, cache_dir):
-    import keras
-
-    url = _source_url(url)
-    fname = url.rsplit("/", 1)[1]
-    # get_file falls back to /tmp/.keras when cache_dir does not exist yet.
-    os.makedirs(os.path.join(cache_dir, "downloads"), exist_ok=True)
-    try:
-        return keras.utils.get_file(
-            fname=fname, origin=url, cache_dir=cache_dir, cache_subdir="downloads"
-        )
-    except Exception as error:  # get_file raises several network errors.
-        raise RuntimeError(
-            f"Could not download {url} ({error}). If this machine is offline, "
-            "download the file elsewhere and convert it with `keras-tips "
-            "convert --vision V.npz --text T.npz --tokenizer tokenizer.model "
-            "--output DIR`, then load DIR; or set "
-            "KERAS_TIPS_CHECKPOINT_BASE_URL to a local mirror."
-        ) from error
-
-
-PRESET_FILES = (
-    "config.json",
-    "metadata.json",
-    "tokenizer.json",
-    "preprocessor.json",
-    "image_converter.json",
-    os.path.join("assets", "tokenizer", "vocabulary.spm"),
-)
-
-
-def check_preset_dir(preset_dir):
-    """Raises a clear error when a local preset directory is incomplete."""
-    missing = [
-        name
-        for name in PRESET_FILES
-        if not os.path.isfile(os.path.join(preset_dir, name))
-    ]
-    has_weights = any(
-        os.path.isfile(os.path.join(preset_dir, name))
-        for name in ("model.weights.h5", "model.weights.json")
-    )
-    if not has_weights:
-        missing.append("model.weights.h5")
-    if missing:
-        raise FileNotFoundError(
-            f"The preset directory {preset_dir!r} is incomplete: missing "
-            f"{', '.join(missing)}. Re-create it with `model.save_to_preset` "
-            "or `keras-tips convert`."
-        )
-
-
-def resolve_preset(preset):
-    """Returns a local preset directory for `preset`.
-
-    A registered name is downloaded and converted on first use, then reused.
-    Anything else (a directory, a Kaggle or Hugging Face handle) is returned
-    unchanged for keras-hub to load.
-
-    Args:
-        preset: a name from `TIPS_PRESETS` or a keras-hub preset handle.
-
-    Returns:
-        str, a preset handle keras-hub can load.
-    """
-    if preset not in TIPS_PRESETS:
-        if isinstance(preset, (str, os.PathLike)) and os.path.isdir(preset):
-            check_preset_dir(os.fspath(preset))
-            return os.fspath(preset)
-        if isinstance(preset, str) and "://" not in preset:
-            raise ValueError(
-                f"Unknown preset {preset!r}: not a directory and not one of "
-                f"the registered names {sorted(TIPS_PRESETS)}."
-            )
-        return preset
-    entry = TIPS_PRESETS[preset]
-    cache_dir = keras_tips_home()
-    preset_dir = os.path.join(cache_dir, "presets", preset)
-    if os.path.isfile(os.path.join(preset_dir, "model.weights.h5")):
-        return preset_dir
-    from keras_tips.conversion.convert import convert_official_checkpoint
-
-    vision = _fetch(entry["vision_url"], cache_dir)
-    text = _fetch(entry["text_url"], cache_dir)
-    tokenizer = _fetch(entry["tokenizer_url"], cache_dir)
-    text_config = entry["config"]["text"]
-    convert_official_checkpoint(
-        vision_path=vision,
-        text_path=text,
-        tokenizer_path=tokenizer,
-        output_dir=preset_dir,
-        overwrite=True,
-        image_size=entry["config"]["image_size"],
-        vision_num_heads=entry["config"]["vision"]["num_heads"],
-        text_num_heads=text_config["num_heads"],
-        max_sequence_length=text_config.get("max_sequence_length", 64),
-    )
-    return preset_dir

@@ -1,12 +1,12 @@
 """The TIPS image tower: a DINOv2-style ViT/14 with two CLS tokens."""
 
 import math
+import operator
 
 import keras
 from keras import ops
 
-from keras_tips.layers.mlp import torch_inference_kernels
-from keras_tips.layers.mlp import torch_matmul
+from keras_tips import backend
 from keras_tips.layers.positions import resize_position_grid
 from keras_tips.layers.transformer_blocks import VisionTransformerBlock
 
@@ -155,14 +155,11 @@ class TIPSVisionEncoder(keras.layers.Layer):
         batch = shape[0]
         grid_h = shape[1] // self.patch_size
         grid_w = shape[2] // self.patch_size
-        if torch_inference_kernels(images, self) and not getattr(
-            self.patch_embedding, "lora_enabled", False
-        ):
-            patches = self._torch_patch_embedding(images)
-        else:
-            patches = self.patch_embedding(images)
+        patches = backend.fused_patch_embedding(self.patch_embedding, images)
+        if patches is None:
             patches = ops.reshape(
-                patches, (batch, grid_h * grid_w, self.hidden_dim)
+                self.patch_embedding(images),
+                (batch, grid_h * grid_w, self.hidden_dim),
             )
         if patch_mask is not None:
             mask_token = ops.cast(self.mask_token, patches.dtype)[None]
@@ -180,22 +177,6 @@ class TIPSVisionEncoder(keras.layers.Layer):
         cls_2 = ops.cast(self.register_token, patches.dtype)
         ones = ops.ones((batch, 1, 1), dtype=patches.dtype)
         return ops.concatenate([cls_1 * ones, cls_2 * ones, patches], axis=1)
-
-    def _torch_patch_embedding(self, images):
-        """The strided patch convolution as a reshape and one matmul
-        (PyTorch inference; see `keras_tips.layers.mlp`): the Conv2D kernel
-        (P, P, 3, D) is already laid out like a flattened (P, P, 3) patch."""
-        batch, height, width, channels = images.shape
-        size = self.patch_size
-        grid_h, grid_w = height // size, width // size
-        patches = images.reshape(batch, grid_h, size, grid_w, size, channels)
-        patches = patches.permute(0, 1, 3, 2, 4, 5).reshape(
-            batch, grid_h * grid_w, size * size * channels
-        )
-        conv = self.patch_embedding
-        kernel = conv.kernel.value.reshape(-1, self.hidden_dim)
-        bias = conv.bias.value if conv.use_bias else None
-        return torch_matmul(patches, kernel, bias)
 
     def _split(self, tokens):
         return {
@@ -220,10 +201,12 @@ class TIPSVisionEncoder(keras.layers.Layer):
             patch_mask: optional bool (B, N), True for patches to replace by
                 the mask token (row-major patch order).
             training: bool. Enables stochastic depth.
-            return_intermediates: bool. Also return every block's output
-                after the final LayerNorm: `"intermediate_cls_1"`,
+            return_intermediates: bool, or a sequence of block indices
+                (0-based; repeats allowed). Also return the output of every
+                block (`True`) or of the blocks listed, in that order, after
+                the final LayerNorm: `"intermediate_cls_1"`,
                 `"intermediate_cls_2"` (B, L, D), `"intermediate_patches"`
-                (B, L, N, D).
+                (B, L, N, D), L the number of blocks returned.
             return_prenorm: bool. Also return `"prenorm_tokens"`
                 (B, 2 + N, D), the tokens before the final LayerNorm.
             return_value_patches: bool. Also return `"value_patches"`: the
@@ -235,17 +218,18 @@ class TIPSVisionEncoder(keras.layers.Layer):
             A dict with `"cls_1"`, `"cls_2"` (B, D) and `"patches"` (B, N, D),
             all after the final LayerNorm, plus the optional entries above.
         """
+        selected = self.intermediate_blocks(return_intermediates)
         x = self.embed(images, patch_mask)
-        intermediates = []
+        normalised = {}
         last_input = x
-        for block in self.blocks:
+        for index, block in enumerate(self.blocks):
             last_input = x
             x = block(x, training=training)
-            if return_intermediates:
-                intermediates.append(self.norm(x))
+            if index in selected:
+                normalised[index] = self.norm(x)
         outputs = self._split(self.norm(x))
-        if return_intermediates:
-            stacked = ops.stack(intermediates, axis=1)
+        if selected:
+            stacked = ops.stack([normalised[i] for i in selected], axis=1)
             outputs["intermediate_cls_1"] = stacked[:, :, 0]
             outputs["intermediate_cls_2"] = stacked[:, :, 1]
             outputs["intermediate_patches"] = stacked[:, :, 2:]
@@ -273,8 +257,8 @@ class TIPSVisionEncoder(keras.layers.Layer):
             "cls_2": keras.KerasTensor((batch, dim), dtype),
             "patches": keras.KerasTensor((batch, num_patches, dim), dtype),
         }
-        depth = self.num_layers
-        if kwargs.get("return_intermediates"):
+        depth = len(self.intermediate_blocks(kwargs.get("return_intermediates")))
+        if depth:
             for key in ("intermediate_cls_1", "intermediate_cls_2"):
                 spec[key] = keras.KerasTensor((batch, depth, dim), dtype)
             spec["intermediate_patches"] = keras.KerasTensor(
@@ -290,6 +274,32 @@ class TIPSVisionEncoder(keras.layers.Layer):
                 (batch, num_patches, dim), dtype
             )
         return spec
+
+    def intermediate_blocks(self, return_intermediates):
+        """The block indices that `return_intermediates` asks for, in order.
+
+        Args:
+            return_intermediates: a bool or a sequence of block indices.
+
+        Returns:
+            A tuple of ints: every block for `True`, none for `False`/`None`.
+        """
+        if return_intermediates is None or isinstance(return_intermediates, bool):
+            return tuple(range(self.num_layers)) if return_intermediates else ()
+        try:
+            blocks = tuple(operator.index(i) for i in return_intermediates)
+        except TypeError:
+            raise ValueError(
+                "`return_intermediates` must be a bool or a sequence of block "
+                f"indices; received {return_intermediates!r}."
+            ) from None
+        outside = [i for i in blocks if not 0 <= i < self.num_layers]
+        if outside:
+            raise ValueError(
+                f"Block indices {outside} are out of range: this encoder has "
+                f"{self.num_layers} blocks (0 to {self.num_layers - 1})."
+            )
+        return blocks
 
     def num_patches(self, height, width):
         """Number of patch tokens for an image of the given size."""

@@ -162,7 +162,7 @@ def evaluate_recipe_preset(recipe, preset_dir):
         model,
         evaluation.num_train,
         evaluation.num_test,
-        recipe.data.image_size,
+        evaluation.image_size,
         evaluation.probe_epochs,
         max_objects=recipe.data.max_objects,
         object_scale=recipe.data.object_scale,

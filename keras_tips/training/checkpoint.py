@@ -1,9 +1,13 @@
-"""Atomic, resumable training checkpoints and the non-finite-loss guard."""
+"""Atomic, resumable training checkpoints.
+
+`save_checkpoint` writes a complete folder per step and then points `latest`
+at it; `restore_checkpoint` checks it (SHA-256, optimizer state, seed states)
+before a run goes on from it. Every problem is a `CheckpointError` naming the
+file.
+"""
 
 import hashlib
 import json
-import logging
-import math
 import os
 import re
 import shutil
@@ -14,26 +18,14 @@ import numpy as np
 
 from keras_tips.atomic_files import TMP_PREFIX
 from keras_tips.atomic_files import write_atomically
+from keras_tips.errors import CheckpointError
+from keras_tips.training.nonfinite import nonfinite_variable
 
 LATEST = "latest"
 WEIGHTS_FILE = "model.weights.h5"
 STATE_FILE = "state.json"
 STAGING_PREFIX = ".staging-"
 CHECKPOINT_NAME = re.compile(r"^step_\d{8,}$")
-
-logger = logging.getLogger(__name__)
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint could not be written or read."""
-
-
-def _all_finite(model):
-    for variable in model.weights:
-        value = keras.ops.convert_to_numpy(variable)
-        if value.dtype.kind == "f" and not np.isfinite(value).all():
-            return False, variable.path
-    return True, None
 
 
 def _seed_generators(model):
@@ -106,8 +98,8 @@ def save_checkpoint(model, directory, step, extra_state=None, keep=2):
     Raises:
         CheckpointError: if any weight is NaN or infinite (never saved).
     """
-    finite, name = _all_finite(model)
-    if not finite:
+    name = nonfinite_variable(model)
+    if name is not None:
         raise CheckpointError(
             f"Refusing to save step {step}: weight {name!r} is not finite."
         )
@@ -292,149 +284,3 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
         step = int(keras.ops.convert_to_numpy(self.model.step_counter))
         extra = self.state_fn(step) if self.state_fn else None
         save_checkpoint(self.model, self.directory, step, extra, self.keep)
-
-
-def _nonfinite_logs(logs):
-    return {
-        name: float(value)
-        for name, value in (logs or {}).items()
-        if np.ndim(value) == 0 and not math.isfinite(float(value))
-    }
-
-
-def _current_step(model):
-    if hasattr(model, "jax_state_sync"):
-        # JAX keeps the state outside the variables during an epoch.
-        model.jax_state_sync()
-    return int(keras.ops.convert_to_numpy(model.step_counter))
-
-
-def _terms(bad):
-    return ", ".join(f"{k}={v}" for k, v in sorted(bad.items()))
-
-
-class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Stops training at the first step whose loss terms are not finite.
-
-    Raises `FloatingPointError` naming the step and every non-finite term,
-    before any checkpoint of that step can be written.
-    """
-
-    def on_train_batch_end(self, batch, logs=None):
-        bad = _nonfinite_logs(logs)
-        if bad:
-            step = _current_step(self.model)
-            raise FloatingPointError(
-                f"Non-finite loss at training step {step}: {_terms(bad)}. "
-                "Lower the learning rate, check the data, or set "
-                '`train.nonfinite="skip"` in the recipe to skip such steps.'
-            )
-
-
-@keras.saving.register_keras_serializable(package="keras_tips")
-class SkipNonFiniteUpdates(keras.optimizers.LossScaleOptimizer):
-    """Applies the wrapped optimizer's update only when every gradient is
-    finite; otherwise the step leaves the weights and the optimizer state
-    (moments, `iterations`, hence the learning-rate schedule) unchanged.
-
-    It is Keras' `LossScaleOptimizer` (which already skips such steps on
-    every backend) with the loss scale fixed at 1: the loss is not scaled,
-    the scale is never halved or doubled, and steps with finite gradients
-    are exactly those of the wrapped optimizer.
-
-    Args:
-        inner_optimizer: the optimizer to wrap.
-        name: optional name.
-    """
-
-    def __init__(self, inner_optimizer, name=None, **kwargs):
-        kwargs.pop("initial_scale", None)
-        kwargs.pop("dynamic_growth_steps", None)
-        super().__init__(
-            inner_optimizer,
-            initial_scale=1.0,
-            # Never reached: the scale is never doubled.
-            dynamic_growth_steps=2**31 - 1,
-            name=name,
-            **kwargs,
-        )
-
-    def scale_loss(self, loss):
-        return loss
-
-    def _stateless_handle_non_finite_grads(
-        self, optimizer_variables, trainable_variables
-    ):
-        return list(trainable_variables), list(optimizer_variables)
-
-    def _stateful_handle_non_finite_grads(self):
-        return None
-
-    def get_config(self):
-        config = super().get_config()
-        config.pop("initial_scale", None)
-        config.pop("dynamic_growth_steps", None)
-        return config
-
-
-class SkipNonFiniteSteps(keras.callbacks.Callback):
-    """The non-finite guard of `train.nonfinite="skip"` (the model's
-    optimizer must be a `SkipNonFiniteUpdates`).
-
-    Logs a warning naming the first skipped step of each interval and its
-    non-finite terms, adds `skipped_steps` (skipped in the interval) to the
-    interval's logs, and raises `FloatingPointError` when skipping cannot
-    help: every step of an interval was skipped, or a variable the forward
-    pass updates (EMA teacher, centres) has become non-finite, which the
-    optimizer cannot undo (e.g. NaN pixels reach the teacher).
-    """
-
-    def __init__(self):
-        super().__init__()
-        self._warned = False
-        self._skipped_before = None
-
-    def _skipped(self):
-        step = int(keras.ops.convert_to_numpy(self.model.step_counter))
-        applied = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-        return step - applied
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._warned = False
-        self._skipped_before = self._skipped()
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self._warned:
-            return
-        bad = _nonfinite_logs(logs)
-        if bad:
-            self._warned = True
-            step = _current_step(self.model)
-            logger.warning(
-                "Non-finite loss at training step %d (%s); the update of "
-                "this step and of any other non-finite step of this "
-                "interval is skipped.",
-                step,
-                _terms(bad),
-            )
-
-    def on_epoch_end(self, epoch, logs=None):
-        skipped = self._skipped() - self._skipped_before
-        if logs is not None:
-            logs["skipped_steps"] = skipped
-        step = int(keras.ops.convert_to_numpy(self.model.step_counter))
-        finite, name = _all_finite(self.model)
-        if not finite:
-            raise FloatingPointError(
-                f"At training step {step} the variable {name!r} is not "
-                "finite. Skipping non-finite steps keeps the trained weights "
-                "finite, but not state updated in the forward pass (EMA "
-                "teacher, centres): check the data for NaN/inf pixels."
-            )
-        steps = self.params.get("steps") if self.params else None
-        if steps and skipped >= steps:
-            raise FloatingPointError(
-                f"Every step of the interval ending at step {step} had a "
-                "non-finite loss and was skipped: training has stalled. "
-                "Lower the learning rate or check the data."
-            )

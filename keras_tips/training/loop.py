@@ -16,11 +16,11 @@ import os
 import keras
 
 from keras_tips.atomic_files import write_atomically
+from keras_tips.errors import CheckpointError
 from keras_tips.training.checkpoint import PeriodicCheckpoint
-from keras_tips.training.checkpoint import SkipNonFiniteSteps
-from keras_tips.training.checkpoint import SkipNonFiniteUpdates
-from keras_tips.training.checkpoint import StopOnNonFiniteLoss
 from keras_tips.training.checkpoint import restore_checkpoint
+from keras_tips.training.nonfinite import SkipNonFiniteUpdates
+from keras_tips.training.nonfinite import nonfinite_guard
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +47,9 @@ def make_distribution(spec):
     return dist
 
 
-def build_tokenizer(recipe, output_dir):
-    """The recipe's tokenizer; for shapes, a vocabulary built on first use."""
+def build_tokenizer(recipe, output_dir=None):
+    """The recipe's tokenizer; for shapes, a vocabulary built on first use
+    (kept in `output_dir/vocabulary.spm` when `output_dir` is given)."""
     from keras_tips.data.vocabulary import shapes_vocabulary
     from keras_tips.models.tips_tokenizer import TIPSTokenizer
 
@@ -56,9 +57,8 @@ def build_tokenizer(recipe, output_dir):
     if data.tokenizer:
         proto = data.tokenizer
     else:
-        proto = shapes_vocabulary(
-            os.path.join(output_dir, "vocabulary.spm"), seed=data.seed
-        )
+        path = os.path.join(output_dir, "vocabulary.spm") if output_dir else None
+        proto = shapes_vocabulary(path, seed=data.seed)
     return TIPSTokenizer(proto=proto, sequence_length=data.sequence_length)
 
 
@@ -81,14 +81,32 @@ def build_source(data):
     return ArrayRecordImageTextSource(data.path)
 
 
+def build_pipeline(recipe, tokenizer):
+    """The recipe's `PretrainingPipeline` (call `close()` when done).
+
+    Args:
+        recipe: a `PretrainRecipe` (resolved here if it is not yet).
+        tokenizer: the recipe's `TIPSTokenizer` (`build_tokenizer`).
+    """
+    from keras_tips.data.pipeline import PretrainingPipeline
+
+    recipe.resolve()
+    return PretrainingPipeline(
+        build_source(recipe.data), recipe.data.pipeline, tokenizer.tokenize_numpy
+    )
+
+
 def build_pretrainer(recipe, vocabulary_size):
-    """Student backbone + TIPSPretrainer + compiled optimizer."""
+    """Student backbone + TIPSPretrainer + compiled optimizer, from a
+    recipe (resolved here if it is not yet: the position grid, the text
+    length and the optimizer's schedule length follow their sources)."""
     from keras_tips.models.tips_backbone import TIPSBackbone
     from keras_tips.models.tips_text_encoder import TIPSTextEncoder
     from keras_tips.models.tips_vision_encoder import TIPSVisionEncoder
     from keras_tips.training.optimizers import build_optimizer
     from keras_tips.training.pretrainer import TIPSPretrainer
 
+    recipe.resolve()
     model = recipe.model
     text = dict(model.text, vocabulary_size=vocabulary_size)
     backbone = TIPSBackbone(
@@ -102,24 +120,11 @@ def build_pretrainer(recipe, vocabulary_size):
         total_steps=recipe.train.total_steps,
         **dataclasses.asdict(recipe.objective),
     )
-    optimizer = build_optimizer(
-        recipe.optimizer, total_steps=recipe.train.total_steps
-    )
+    optimizer = build_optimizer(recipe.optimizer)
     if recipe.train.nonfinite == "skip":
         optimizer = SkipNonFiniteUpdates(optimizer)
     pretrainer.compile(optimizer=optimizer, jit_compile=recipe.train.jit_compile)
     return pretrainer
-
-
-def nonfinite_guard(mode):
-    """The callback of a `TrainConfig.nonfinite` mode (`"stop"`/`"skip"`)."""
-    if mode == "stop":
-        return StopOnNonFiniteLoss()
-    if mode == "skip":
-        return SkipNonFiniteSteps()
-    raise ValueError(
-        f"train.nonfinite must be 'stop' or 'skip'; received {mode!r}."
-    )
 
 
 class _TrackedBatches:
@@ -231,7 +236,6 @@ def pretrain(recipe, output_dir, verbose="auto", callbacks=None):
 
 
 def _pretrain(recipe, output_dir, verbose, callbacks):
-    from keras_tips.data.pipeline import PretrainingPipeline
     from keras_tips.models.tips_image_converter import TIPSImageConverter
     from keras_tips.models.tips_preprocessor import TIPSPreprocessor
 
@@ -246,13 +250,14 @@ def _pretrain(recipe, output_dir, verbose, callbacks):
     step = 0 if state is None else int(state["step"])
     interval = recipe.train.steps_per_checkpoint
     if step % interval:
-        raise ValueError(f"Checkpoint step {step} is not a multiple of {interval}.")
+        raise CheckpointError(
+            f"Checkpoint step {step} is not a multiple of {interval} "
+            "(train.steps_per_checkpoint): resume with the interval the run "
+            "was started with, or start a new output directory."
+        )
     history = os.path.join(output_dir, HISTORY_FILE)
     _truncate_history(history, step)
-    pipeline_config = dataclasses.replace(recipe.data.pipeline, seed=recipe.train.seed)
-    pipeline = PretrainingPipeline(
-        build_source(recipe.data), pipeline_config, tokenizer.tokenize_numpy
-    )
+    pipeline = build_pipeline(recipe, tokenizer)
     try:
         if state is not None:
             pipeline.set_state(state["extra"]["data"])
@@ -279,7 +284,7 @@ def _pretrain(recipe, output_dir, verbose, callbacks):
             )
     finally:
         pipeline.close()
-    size = recipe.data.pipeline.global_image_size
+    size = recipe.data.image_size
     preprocessor = TIPSPreprocessor(tokenizer, TIPSImageConverter((size, size)))
     pretrainer.export_student(os.path.join(output_dir, "preset"), preprocessor)
     return pretrainer

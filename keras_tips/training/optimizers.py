@@ -223,7 +223,9 @@ class OptimizerConfig:
 
     Attributes:
         peak_learning_rate: learning rate at the end of the warm-up.
-        total_steps: length of the run (the cosine ends there).
+        total_steps: int. Length of the run (the cosine ends there). None
+            until set: a recipe sets it from `train.total_steps`; outside a
+            recipe pass it (`build_optimizer(total_steps=...)`).
         warmup_steps: linear warm-up length.
         initial_learning_rate: learning rate at step 0.
         final_learning_rate: learning rate at `total_steps`.
@@ -239,7 +241,7 @@ class OptimizerConfig:
     """
 
     peak_learning_rate: float = 1e-3
-    total_steps: int = 10_000
+    total_steps: int | None = None
     warmup_steps: int = 0
     initial_learning_rate: float = 0.0
     final_learning_rate: float = 1e-6
@@ -286,6 +288,13 @@ def build_optimizer(config=None, **overrides):
         )
     if overrides:
         config = dataclasses.replace(config, **overrides)
+    if config.total_steps is None:
+        raise ValueError(
+            "The optimizer needs `total_steps` (the length of its schedules): "
+            "pass `build_optimizer(config, total_steps=...)` or set "
+            "`OptimizerConfig.total_steps` (a recipe sets it from "
+            "train.total_steps)."
+        )
     schedule = WarmupCosineDecay(
         peak_learning_rate=config.peak_learning_rate,
         total_steps=config.total_steps,

@@ -1,34 +1,71 @@
-"""Pretraining recipes: every hyper-parameter of a run in one dataclass.
+"""Pretraining recipes: every hyper-parameter of a run in one settings tree.
 
 A recipe file (see `recipes/`) is a Python module with a function `recipe()`
-returning a `PretrainRecipe`; `load_recipe` imports it and applies
-command-line overrides such as `train.total_steps=50`.
+returning a `PretrainRecipe`; `load_recipe` imports it, applies command-line
+overrides such as `train.total_steps=50` and resolves the tree.
+
+Each number is set once. The fields below follow another one, their source;
+recipe files leave them unset (None) and resolving fills them in:
+
+| field                               | follows                          |
+|-------------------------------------|----------------------------------|
+| `data.pipeline.global_image_size`   | `data.image_size`                |
+| `data.pipeline.patch_size`          | `model.vision["patch_size"]`     |
+| `data.pipeline.seed`                | `train.seed`                     |
+| `model.text["max_sequence_length"]` | `data.sequence_length`           |
+| `optimizer.total_steps`             | `train.total_steps`              |
+| `model.vision["position_grid_size"]`| `data.image_size // patch size`  |
+| `evaluation.image_size`             | `data.image_size`                |
+
+A followed field that is set to another value than its source gives is
+refused with a `ValueError` naming both, before anything is built; the last
+two may differ on purpose (a position embedding learned for another
+resolution, which the image tower interpolates, as the released 448 px
+models with their 32 x 32 grid are run at other sizes; an evaluation at
+another resolution). A filled-in field keeps following its source: an
+override of `data.image_size` applied to a loaded recipe moves the crop, the
+position grid and the evaluation with it.
+
+Besides these fields, `train.total_steps` also sets the teacher momentum
+schedule, `data.sequence_length` the tokenizer, and `data.image_size` the
+generated shapes scenes and the exported preprocessor.
 """
 
 import ast
 import dataclasses
 import importlib.util
 import os
+from typing import Callable
 
-from keras_tips.data.pipeline import PipelineConfig
+from keras_tips.data.pipeline_config import SETTINGS_FROM_RECIPE
+from keras_tips.data.pipeline_config import PipelineConfig
 from keras_tips.training.optimizers import OptimizerConfig
 
 
 @dataclasses.dataclass
 class ModelConfig:
-    """Architecture of the student (see `TIPSVisionEncoder` /
-    `TIPSTextEncoder`). `text.vocabulary_size` comes from the tokenizer."""
+    """Architecture of the student.
+
+    Attributes:
+        vision: dict of `TIPSVisionEncoder` arguments. `patch_size` is
+            required; `position_grid_size` follows
+            `data.image_size // patch_size` unless set.
+        text: dict of `TIPSTextEncoder` arguments; `max_sequence_length`
+            follows `data.sequence_length` and `vocabulary_size` comes from
+            the tokenizer.
+        temperature: float. Initial contrastive temperature.
+        dtype: Keras dtype policy of the backbone (None: the global one).
+    """
 
     vision: dict = dataclasses.field(
         default_factory=lambda: dict(
             hidden_dim=96, num_layers=4, num_heads=3, intermediate_dim=384,
-            position_grid_size=4, drop_path_rate=0.0, layer_scale_init_value=0.1,
+            patch_size=14, drop_path_rate=0.0, layer_scale_init_value=0.1,
         )
     )
     text: dict = dataclasses.field(
         default_factory=lambda: dict(
             hidden_dim=96, num_layers=2, num_heads=3, intermediate_dim=384,
-            max_sequence_length=64,
         )
     )
     temperature: float = 0.07
@@ -37,7 +74,8 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class ObjectiveConfig:
-    """Arguments of `TIPSPretrainer` (all but the backbone and step count)."""
+    """Arguments of `TIPSPretrainer` (all but the backbone and
+    `total_steps`, which is `train.total_steps`)."""
 
     num_prototypes: int = 1024
     head_hidden_dim: int = 256
@@ -59,22 +97,45 @@ class ObjectiveConfig:
     self_distillation_start_step: int = 0
 
 
+def recipe_pipeline_config(settings=None):
+    """A `PipelineConfig` for a recipe: `settings` (a dict of its fields)
+    with the fields the recipe sets itself (`global_image_size`,
+    `patch_size`, `seed`) left unset unless given."""
+    fields = {name: None for name in SETTINGS_FROM_RECIPE}
+    fields.update(settings or {})
+    known = {f.name for f in dataclasses.fields(PipelineConfig)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(
+            f"Unknown data.pipeline field(s) {unknown}; the fields of "
+            f"PipelineConfig are {sorted(known)}."
+        )
+    return PipelineConfig(**fields)
+
+
 @dataclasses.dataclass
 class DataConfig:
-    """Where the image-caption pairs come from.
+    """Where the image-caption pairs come from, and how they are batched.
 
     Attributes:
         source: `"shapes"` (embedded, generated), `"jsonl"` (a JSONL index
             of an image folder) or `"array_record"` (shards).
         path: the JSONL file or the ArrayRecord files/glob.
         num_examples: size of the generated shapes training split.
-        image_size: side of the generated shapes images.
+        image_size: int. The training resolution: side of the global crop
+            (`pipeline.global_image_size`) and of the generated shapes
+            scenes. The position grid, the evaluation and the exported
+            preprocessor follow it. A multiple of the patch size.
         max_objects: most shapes per generated scene.
         object_scale: multiplies the side of every generated shape.
+        seed: seed of the generated scenes and of the shapes vocabulary.
         tokenizer: SentencePiece model file; None builds the shapes
             vocabulary (shapes only).
-        sequence_length: tokens per caption.
-        pipeline: `PipelineConfig` (crops, masks, augmentation, workers).
+        sequence_length: int. Tokens per caption: the tokenizer's length and
+            the text tower's `max_sequence_length`.
+        pipeline: `PipelineConfig` (crops, masks, augmentation, workers), or
+            a dict of its fields (the form used in recipe files), in which
+            `global_image_size`, `patch_size` and `seed` are left unset.
     """
 
     source: str = "shapes"
@@ -86,7 +147,16 @@ class DataConfig:
     seed: int = 0
     tokenizer: str | None = None
     sequence_length: int = 64
-    pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
+    pipeline: PipelineConfig = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if isinstance(self.pipeline, dict):
+            self.pipeline = recipe_pipeline_config(self.pipeline)
+        elif not isinstance(self.pipeline, PipelineConfig):
+            raise ValueError(
+                "data.pipeline must be a PipelineConfig or a dict of its "
+                f"fields. Received: {self.pipeline!r}"
+            )
 
 
 @dataclasses.dataclass
@@ -94,10 +164,12 @@ class TrainConfig:
     """Length, checkpointing and placement of a run.
 
     Attributes:
-        total_steps: int. Optimizer steps.
+        total_steps: int. Optimizer steps; also the length of the learning
+            rate, weight decay and teacher momentum schedules.
         steps_per_checkpoint: int. Checkpoint interval; must divide
             `total_steps`.
-        seed: int.
+        seed: int. Seeds the weights' initialisation and the data order and
+            augmentations (`data.pipeline.seed` follows it).
         distribution: `"none"`, `"data_parallel"` or `"model_parallel:N"`
             (N devices per model replica).
         jit_compile: bool or "auto".
@@ -122,16 +194,92 @@ class TrainConfig:
 
 @dataclasses.dataclass
 class EvaluationConfig:
-    """Evaluation on the embedded shapes splits."""
+    """Evaluation on the embedded shapes splits.
+
+    Attributes:
+        num_train: scenes of the validation split that fit the probes and
+            the k-NN index.
+        num_test: test scenes scored.
+        image_size: side of the evaluated scenes; follows `data.image_size`
+            unless set (a multiple of the patch size).
+        probe_epochs: epochs of the linear segmentation probe.
+    """
 
     num_train: int = 400
     num_test: int = 300
-    image_size: int = 56
+    image_size: int | None = None
     probe_epochs: int = 30
+
+
+@dataclasses.dataclass(frozen=True)
+class FollowedField:
+    """A recipe field whose value follows another setting.
+
+    Attributes:
+        path: the field, e.g. `"optimizer.total_steps"`.
+        source: what it follows, as a reader would write it.
+        value: function recipe -> the value the source gives.
+        may_differ: bool. Whether an explicit other value is allowed.
+    """
+
+    path: str
+    source: str
+    value: Callable
+    may_differ: bool = False
+
+
+def _patch_size(recipe):
+    return recipe.model.vision["patch_size"]
+
+
+FOLLOWED_FIELDS = (
+    FollowedField(
+        "data.pipeline.global_image_size",
+        "data.image_size",
+        lambda r: r.data.image_size,
+    ),
+    FollowedField(
+        "data.pipeline.patch_size", "model.vision.patch_size", _patch_size
+    ),
+    FollowedField("data.pipeline.seed", "train.seed", lambda r: r.train.seed),
+    FollowedField(
+        "model.text.max_sequence_length",
+        "data.sequence_length",
+        lambda r: r.data.sequence_length,
+    ),
+    FollowedField(
+        "optimizer.total_steps",
+        "train.total_steps",
+        lambda r: r.train.total_steps,
+    ),
+    FollowedField(
+        "model.vision.position_grid_size",
+        "data.image_size // model.vision.patch_size",
+        lambda r: r.data.image_size // _patch_size(r),
+        may_differ=True,
+    ),
+    FollowedField(
+        "evaluation.image_size",
+        "data.image_size",
+        lambda r: r.data.image_size,
+        may_differ=True,
+    ),
+)
 
 
 @dataclasses.dataclass
 class PretrainRecipe:
+    """A whole pretraining run: model, objective, optimizer, data, training
+    and evaluation settings (see the module docstring for the fields that
+    follow others).
+
+    Example:
+    ```python
+    recipe = load_recipe("recipes/tiny_shapes.py", ["data.image_size=112"])
+    recipe.model.vision["position_grid_size"]  # 8
+    ```
+    """
+
     name: str = "tiny_shapes"
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     objective: ObjectiveConfig = dataclasses.field(default_factory=ObjectiveConfig)
@@ -140,7 +288,84 @@ class PretrainRecipe:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
 
+    def __post_init__(self):
+        # path -> value of each field that `resolve` filled in. Such a field
+        # follows its source until something sets it to another value.
+        self._followed = {}
+
+    def resolve(self):
+        """Fills in the followed fields; refuses contradictory ones.
+
+        Returns:
+            self.
+
+        Raises:
+            ValueError: a followed field set to another value than its
+                source gives, or a source out of range.
+        """
+        self._check_sources()
+        filled = {}
+        for field in FOLLOWED_FIELDS:
+            current = _get_field(self, field.path)
+            value = field.value(self)
+            if (
+                current is None
+                or current == value
+                or self._followed.get(field.path, None) == current
+            ):
+                filled[field.path] = value
+            elif field.may_differ:
+                self._followed.pop(field.path, None)
+            else:
+                raise ValueError(
+                    f"{field.path}={current!r} contradicts {field.source}="
+                    f"{value!r}: {field.path} follows {field.source}. Set "
+                    f"{field.source} instead, or leave {field.path} unset."
+                )
+        _set_fields(self, filled)
+        self._followed.update(filled)
+        patch_size = _patch_size(self)
+        size = self.evaluation.image_size
+        if not isinstance(size, int) or size < patch_size or size % patch_size:
+            raise ValueError(
+                f"evaluation.image_size ({size!r}) must be a positive "
+                f"multiple of model.vision.patch_size ({patch_size})."
+            )
+        grid = self.model.vision["position_grid_size"]
+        if not isinstance(grid, int) or grid < 1:
+            raise ValueError(
+                "model.vision.position_grid_size must be a positive int. "
+                f"Received: {grid!r}"
+            )
+        return self
+
+    def _check_sources(self):
+        patch_size = self.model.vision.get("patch_size")
+        if not isinstance(patch_size, int) or patch_size < 1:
+            raise ValueError(
+                "model.vision.patch_size must be set to a positive int (14 "
+                f"for TIPS). Received: {patch_size!r}"
+            )
+        size = self.data.image_size
+        if not isinstance(size, int) or size < patch_size or size % patch_size:
+            raise ValueError(
+                f"data.image_size ({size!r}) must be a positive multiple of "
+                f"model.vision.patch_size ({patch_size})."
+            )
+        for path in ("data.sequence_length", "train.total_steps"):
+            value = _get_field(self, path)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"{path} must be a positive int. Received: {value!r}"
+                )
+
     def validate(self):
+        """Resolves the tree (see `resolve`) and checks the settings.
+
+        Returns:
+            self.
+        """
+        self.resolve()
         if self.train.total_steps % self.train.steps_per_checkpoint:
             raise ValueError(
                 f"train.steps_per_checkpoint ({self.train.steps_per_checkpoint}) "
@@ -173,18 +398,55 @@ def apply_overrides(recipe, overrides):
     """Applies `section.field=value` (or deeper) overrides to a recipe.
 
     Values are Python literals (`50`, `0.1`, `"jsonl"`, `(0.9, 1.0)`,
-    `None`); anything that is not a literal is taken as a string.
+    `None`); anything that is not a literal is taken as a string. An
+    overridden followed field counts as set explicitly: `resolve` refuses it
+    if it contradicts its source.
     """
+    followed = getattr(recipe, "_followed", {})
     for override in overrides or ():
         if "=" not in override:
             raise ValueError(f"Override {override!r} is not of the form key=value.")
         key, text = override.split("=", 1)
+        key = key.strip()
         try:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
             value = text
-        _assign(recipe, key.strip().split("."), value, key)
+        _assign(recipe, key.split("."), value, key)
+        for path in list(followed):
+            if path == key or path.startswith(key + "."):
+                del followed[path]
     return recipe
+
+
+def _get_field(recipe, path):
+    """The value at a field path; None for a key missing from a dict."""
+    target = recipe
+    for field in path.split("."):
+        if isinstance(target, dict):
+            target = target.get(field)
+        else:
+            target = getattr(target, field)
+    return target
+
+
+def _set_fields(recipe, values):
+    """Sets several field paths. The fields of one frozen dataclass change
+    together, so that it checks their new values against each other (a
+    crop size against a patch size), not against the old ones."""
+    by_parent = {}
+    for path, value in values.items():
+        parent, _, name = path.rpartition(".")
+        by_parent.setdefault(parent, {})[name] = value
+    for parent, changes in by_parent.items():
+        target = _get_field(recipe, parent)
+        if isinstance(target, dict):
+            target.update(changes)
+        elif type(target).__dataclass_params__.frozen:
+            _assign(recipe, parent.split("."), dataclasses.replace(target, **changes), parent)
+        else:
+            for name, value in changes.items():
+                setattr(target, name, value)
 
 
 def _assign(target, parts, value, key):
@@ -214,7 +476,11 @@ def _assign(target, parts, value, key):
 
 
 def load_recipe(path, overrides=None):
-    """Imports a recipe file and returns its validated `PretrainRecipe`.
+    """Imports a recipe file and returns its resolved, validated
+    `PretrainRecipe`.
+
+    The file's recipe is resolved before the overrides apply, so a followed
+    field the file sets to its source's value keeps following the source.
 
     Args:
         path: a `.py` file defining `recipe()`.
@@ -227,4 +493,11 @@ def load_recipe(path, overrides=None):
     spec.loader.exec_module(module)
     if not hasattr(module, "recipe"):
         raise ValueError(f"{path} defines no `recipe()` function.")
-    return apply_overrides(module.recipe(), overrides).validate()
+    recipe = module.recipe()
+    if not isinstance(recipe, PretrainRecipe):
+        raise ValueError(
+            f"{path}: recipe() must return a PretrainRecipe. Received: "
+            f"{type(recipe).__name__}"
+        )
+    recipe.resolve()
+    return apply_overrides(recipe, overrides).validate()

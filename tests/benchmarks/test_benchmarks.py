@@ -8,6 +8,7 @@ turns measured rates into the right ratios.
 import numpy as np
 import pytest
 
+from benchmarks import common
 from benchmarks import image_encoder
 from benchmarks import run_all
 from benchmarks import train_step
@@ -60,21 +61,47 @@ def test_image_encoder_report_gives_per_round_median_ratios():
 
 
 def test_train_step_flops_count_the_trained_path_three_times():
-    shape = train_step.batch_shape_from_pipeline()
-    flops = train_step.train_step_flops(shape)
+    recipe = train_step.tiny_recipe()
+    shape = train_step.batch_shape(recipe, vocabulary_size=100)
+    flops = train_step.train_step_flops(recipe, shape)
     assert flops["total"] == 3 * flops["student"] + flops["teacher"]
     # The student runs the global crop twice (masked and unmasked) and the
     # local crops; the teacher only the global crop.
-    vision = train_step.tiny_recipe(shape).model.vision
+    vision = recipe.model.vision
     one_crop = train_step._tower_flops(
-        (shape.global_size // 14) ** 2 + 2,
+        shape.num_patches + 2,
         vision["hidden_dim"],
         vision["num_layers"],
         vision["intermediate_dim"],
-        (shape.global_size // 14) ** 2,
+        shape.num_patches,
         14 * 14 * 3,
     )
     assert flops["student"] > 2 * one_crop > flops["teacher"] > one_crop
+
+
+def test_benchmarks_measure_the_recipe():
+    """The train step and the pipeline benchmarks read their sizes from
+    `recipes/tiny_shapes.py`, overrides included."""
+    from benchmarks import data_pipeline
+
+    recipe = train_step.tiny_recipe("mixed_bfloat16")
+    assert recipe.model.dtype == "mixed_bfloat16"
+    shape = train_step.batch_shape(recipe, vocabulary_size=100)
+    pipeline = recipe.data.pipeline
+    assert (shape.batch_size, shape.global_size, shape.local_count, shape.local_size) == (
+        pipeline.batch_size, recipe.data.image_size, pipeline.local_crop_count, pipeline.local_image_size
+    )
+    assert shape.mask is pipeline.mask
+    assert shape.sequence_length == recipe.data.sequence_length
+    batch = train_step.random_batch(shape)
+    assert batch["patch_mask"].shape == (shape.batch_size, shape.num_patches)
+    assert batch["web_token_ids"].shape == (shape.batch_size, recipe.data.sequence_length)
+    # Whole images are masked or not (mask.probability), at mask.ratio.
+    counts = set(batch["patch_mask"].sum(axis=1).tolist())
+    assert counts <= {0, round(pipeline.mask.ratio * shape.num_patches)}
+    larger = common.tiny_shapes_recipe(["data.image_size=112", "data.pipeline.batch_size=8"])
+    assert "batch 8, global 112 px" in data_pipeline.describe(larger)
+    assert "of the 64 patches" in data_pipeline.describe(larger)
 
 
 def test_run_all_header_names_machine_and_versions():

@@ -2,6 +2,7 @@
 size, random weights in the official layout convert, and a registered name
 is fetched, converted once and reused (tested offline with a local mirror)."""
 
+import ast
 import os
 
 import numpy as np
@@ -43,6 +44,21 @@ def test_registry_lists_all_released_checkpoints():
         assert entry["text_url"].endswith("_text.npz")
 
 
+def test_registry_is_data():
+    """Downloading and converting live in `conversion/`: the registry
+    imports nothing."""
+    from keras_tips.models import tips_presets
+
+    with open(tips_presets.__file__, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    imports = [
+        ast.unparse(node)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+    ]
+    assert imports == []
+
+
 def _check_build(name):
     entry = TIPS_PRESETS[name]
     vision = TIPSVisionEncoder(**entry["config"]["vision"])
@@ -53,6 +69,10 @@ def _check_build(name):
     if expected:
         assert vision.count_params() == expected["vision"]
         assert text.count_params() == expected["text"]
+    # keras-hub's preset metadata counts without building: the two towers
+    # and the two temperatures.
+    params = TIPSModel.presets[name]["metadata"]["params"]
+    assert params == vision.count_params() + text.count_params() + 2
     grid = entry["config"]["vision"]["position_grid_size"]
     assert tuple(vision.position_embedding.shape) == (1, 1 + grid * grid, vision.hidden_dim)
     spec = vision.compute_output_spec(

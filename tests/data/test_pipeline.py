@@ -9,13 +9,14 @@ import pytest
 from keras_tips.data import AugmentationConfig
 from keras_tips.data import InMemoryImageTextSource
 from keras_tips.data import JsonlImageTextSource
+from keras_tips.data import PatchMaskConfig
 from keras_tips.data import PipelineConfig
+from keras_tips.data import PretrainingExampleTransform
 from keras_tips.data import PretrainingPipeline
-from keras_tips.data import SentencePieceTextTokenizer
 from keras_tips.data import ShapesDataset
+from keras_tips.data import block_patch_mask
 from keras_tips.data.pipeline import BATCH_KEYS
 from tests.data.conftest import SEQUENCE_LENGTH
-from tests.data.conftest import TOKENIZER_PATH
 
 
 def shapes_source(num_examples=40, image_size=56):
@@ -76,8 +77,7 @@ def test_batch_contract(
         global_image_size=global_size,
         local_crop_count=local_count,
         local_image_size=local_size,
-        mask_ratio=mask_ratio,
-        mask_mode=mask_mode,
+        mask=PatchMaskConfig(ratio=mask_ratio, mode=mask_mode),
     )
     with PretrainingPipeline(shapes_source(), config, tokenizer) as pipeline:
         batches = take(pipeline, 3)
@@ -144,8 +144,7 @@ def test_mask_probability_masks_whole_images_or_none(tokenizer):
         batch_size=16,
         global_image_size=56,
         local_crop_count=0,
-        mask_ratio=0.5,
-        mask_probability=0.5,
+        mask=PatchMaskConfig(ratio=0.5, probability=0.5),
     )
     with PretrainingPipeline(shapes_source(), config, tokenizer) as pipeline:
         counts = np.concatenate(
@@ -364,26 +363,15 @@ def test_flipped_global_crop_swaps_left_and_right_in_captions(tokenizer):
     )
 
 
-def test_plain_sentencepiece_tokenizer_matches_tips_tokenizer(tokenizer):
-    texts = [
-        "A Large BLUE circle in the center",
-        "",
-        "x" * 200,
-        "two shapes: a star",
-    ]
-    plain = SentencePieceTextTokenizer(TOKENIZER_PATH, SEQUENCE_LENGTH)
-    for expected, actual in zip(tokenizer(texts), plain(texts)):
-        np.testing.assert_array_equal(expected, actual)
-        assert expected.dtype == actual.dtype
-
-
 def test_config_and_tokenizer_errors(tokenizer):
     with pytest.raises(ValueError, match="multiple of `patch_size`"):
         PipelineConfig(global_image_size=50)
     with pytest.raises(ValueError, match="mode"):
-        PipelineConfig(mask_mode="checkerboard")
+        PipelineConfig(mask=PatchMaskConfig(mode="checkerboard"))
     with pytest.raises(ValueError, match="ratio"):
-        PipelineConfig(mask_ratio=1.5)
+        PipelineConfig(mask={"ratio": 1.5})
+    with pytest.raises(ValueError, match="must be a PatchMaskConfig"):
+        PipelineConfig(mask=0.5)
     with pytest.raises(ValueError, match="shard_index"):
         PipelineConfig(shard_index=2, shard_count=2)
     with pytest.raises(ValueError, match="text_tokenizer"):
@@ -402,3 +390,23 @@ def test_config_and_tokenizer_errors(tokenizer):
     with PretrainingPipeline(text_source(4), config, wrong_shapes) as pipeline:
         with pytest.raises(ValueError, match="shape"):
             next(pipeline)
+
+
+def test_unset_recipe_fields_are_refused(tokenizer):
+    for field in ("global_image_size", "patch_size", "seed"):
+        config = dataclasses.replace(PipelineConfig(), **{field: None})
+        with pytest.raises(ValueError, match=f"{field} not set"):
+            PretrainingPipeline(shapes_source(), config, tokenizer)
+
+
+def test_the_whole_mask_config_reaches_the_masker():
+    mask = PatchMaskConfig(ratio=0.5, mode="block", min_block_patches=6)
+    config = PipelineConfig(global_image_size=112, local_crop_count=0, mask=mask)
+    masker = PretrainingExampleTransform(config).masker
+    assert masker.config is mask
+    drawn = masker(np.random.default_rng(3))
+    for min_block_patches, same in ((6, True), (4, False)):
+        expected = block_patch_mask(
+            8, 0.5, np.random.default_rng(3), min_block_patches=min_block_patches
+        )
+        assert np.array_equal(drawn, expected) == same

@@ -1,5 +1,6 @@
 """Recipes load, validate, override, and run end to end at reduced size."""
 
+import ast
 import json
 import os
 import subprocess
@@ -51,6 +52,86 @@ def test_overrides_and_validation():
         load_recipe(B14)
     with pytest.raises(FileNotFoundError):
         load_recipe("recipes/none.py")
+
+
+def docstring_table(path):
+    """The `| what | value |` rows of a recipe file's docstring."""
+    with open(path, encoding="utf-8") as f:
+        doc = ast.get_docstring(ast.parse(f.read()))
+    rows = {}
+    for line in doc.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) == 2 and set(cells[0]) - set("-"):
+            rows[cells[0]] = cells[1]
+    return rows
+
+
+def test_docstring_tables_say_what_the_recipes_set():
+    recipe = load_recipe(TINY)
+    rows = docstring_table(TINY)
+    vision, text, pipeline = recipe.model.vision, recipe.model.text, recipe.data.pipeline
+    objective = recipe.objective
+    assert rows["model"] == (
+        f"ViT/{vision['patch_size']}, {vision['hidden_dim']} wide, "
+        f"{vision['num_layers']} blocks, {vision['num_heads']} heads"
+    )
+    assert rows["text tower"] == (
+        f"{text['hidden_dim']} wide, {text['num_layers']} blocks, "
+        f"{text['num_heads']} heads, {recipe.data.sequence_length} tokens"
+    )
+    grid = vision["position_grid_size"]
+    assert rows["data"] == (
+        f"{recipe.data.num_examples:,} generated scenes, {recipe.data.image_size} px "
+        f"({grid} x {grid} patches)"
+    )
+    assert rows["crops"] == (
+        f"1 global {pipeline.global_image_size} px, {pipeline.local_crop_count} "
+        f"local {pipeline.local_image_size} px"
+    )
+    assert rows["masking"] == (
+        f"{pipeline.mask.ratio:.0%} of the patches, {pipeline.mask.mode}, "
+        f"{'half' if pipeline.mask.probability == 0.5 else 'all'} the images"
+    ).replace("%", " %")
+    assert rows["batch"] == str(pipeline.batch_size)
+    assert rows["steps"] == (
+        f"{recipe.train.total_steps:,} (checkpoint every {recipe.train.steps_per_checkpoint})"
+    )
+    assert rows["prototypes"] == (
+        f"{objective.num_prototypes:,}, head {objective.head_hidden_dim} -> "
+        f"{objective.head_bottleneck_dim}"
+    )
+    momentum = objective.teacher_momentum
+    assert rows["teacher momentum"] == f"{momentum[0]} -> {momentum[1]} (cosine)"
+
+    recipe = load_recipe(B14, ["data.path='x'", "data.tokenizer='y'"])
+    rows = docstring_table(B14)
+    vision, text, pipeline = recipe.model.vision, recipe.model.text, recipe.data.pipeline
+    objective = recipe.objective
+    assert rows["image tower"] == (
+        f"ViT-B/{vision['patch_size']}, {vision['hidden_dim']} wide, "
+        f"{vision['num_layers']} blocks, {vision['num_heads']} heads"
+    )
+    assert rows["text tower"] == (
+        f"{text['hidden_dim']} wide, {text['num_layers']} blocks, "
+        f"{text['num_heads']} heads, {recipe.data.sequence_length} tokens"
+    )
+    assert rows["global / local crops"] == (
+        f"1 x {pipeline.global_image_size} px / {pipeline.local_crop_count} x "
+        f"{pipeline.local_image_size} px"
+    )
+    assert rows["masking"].startswith(f"{pipeline.mask.ratio:.0%}".replace("%", " %"))
+    assert rows["steps"] == (
+        f"{recipe.train.total_steps:,}, {recipe.optimizer.warmup_steps:,} warm-up, "
+        f"checkpoint every {recipe.train.steps_per_checkpoint:,}"
+    )
+    assert rows["heads"] == (
+        f"{objective.num_prototypes:,} prototypes, MLP {objective.head_hidden_dim:,}, "
+        f"bottleneck {objective.head_bottleneck_dim}"
+    )
+    assert rows["teacher"] == (
+        f"momentum {objective.teacher_momentum[0]} -> {objective.teacher_momentum[1]}, "
+        f"temperature {objective.teacher_temperature[0]} -> {objective.teacher_temperature[1]}"
+    )
 
 
 def test_ablation_variants():
@@ -106,7 +187,7 @@ def test_b14_recipe_smoke_at_reduced_size(tmp_path):
         f"data.tokenizer='{ROOT}/tests/testdata/tips_tiny/tokenizer.model'",
         "data.sequence_length=16",
         "data.pipeline.batch_size=4",
-        "data.pipeline.global_image_size=56",
+        "data.image_size=56",
         "data.pipeline.local_crop_count=2",
         "data.pipeline.local_image_size=28",
         "data.pipeline.worker_count=0",
@@ -114,12 +195,10 @@ def test_b14_recipe_smoke_at_reduced_size(tmp_path):
         "model.vision.num_heads=2",
         "model.vision.num_layers=1",
         "model.vision.intermediate_dim=128",
-        "model.vision.position_grid_size=4",
         "model.text.hidden_dim=64",
         "model.text.num_heads=2",
         "model.text.num_layers=1",
         "model.text.intermediate_dim=128",
-        "model.text.max_sequence_length=16",
         "objective.num_prototypes=128",
         "objective.head_hidden_dim=64",
         "objective.head_bottleneck_dim=32",
@@ -129,7 +208,11 @@ def test_b14_recipe_smoke_at_reduced_size(tmp_path):
         "train.jit_compile='auto'",
     ])
     assert recipe.model.dtype == "mixed_bfloat16"
-    assert recipe.data.pipeline.mask_mode == "block"
+    assert recipe.data.pipeline.mask.mode == "block"
+    # The crop, the position grid and the text length followed the sources.
+    assert recipe.data.pipeline.global_image_size == 56
+    assert recipe.model.vision["position_grid_size"] == 4
+    assert recipe.model.text["max_sequence_length"] == 16
     pretrainer = pretrain(recipe, str(tmp_path / "run"), verbose=0)
     assert int(pretrainer.step_counter.numpy()) == 2
     assert (tmp_path / "run" / "preset" / "config.json").exists()

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_tips.training.checkpoint import CheckpointError
+from keras_tips.errors import CheckpointError
 from keras_tips.training.checkpoint import latest_checkpoint
 from keras_tips.training.checkpoint import restore_checkpoint
 from keras_tips.training.checkpoint import save_checkpoint
@@ -189,7 +189,7 @@ def test_checkpoint_of_another_model_configuration(tmp_path):
 @pytest.mark.parametrize("optimizer", ["sgd", "skip"])
 def test_checkpoint_of_another_optimizer(tmp_path, optimizer):
     """Keras alone would only warn and keep a fresh optimizer state."""
-    from keras_tips.training.checkpoint import SkipNonFiniteUpdates
+    from keras_tips.training.nonfinite import SkipNonFiniteUpdates
 
     directory = str(tmp_path)
     _small_checkpoint(directory)

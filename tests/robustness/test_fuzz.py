@@ -17,8 +17,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from keras_tips.conversion.official_checkpoint import CheckpointError
 from keras_tips.conversion.official_checkpoint import read_npz
+from keras_tips.errors import CheckpointError
 from keras_tips.data import stats
 from keras_tips.data.decoding import ImageDecodeError
 from keras_tips.data.decoding import decode_image

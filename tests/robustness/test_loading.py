@@ -15,8 +15,8 @@ import pytest
 from keras.src.saving import serialization_lib
 
 from keras_tips import TIPSModel
-from keras_tips.conversion.official_checkpoint import CheckpointError
 from keras_tips.conversion.official_checkpoint import read_npz
+from keras_tips.errors import CheckpointError
 from keras_tips.training.checkpoint import restore_checkpoint
 from keras_tips.training.checkpoint import save_checkpoint
 from tests.conftest import convert_reference

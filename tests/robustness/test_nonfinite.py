@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from keras_tips.training.checkpoint import PeriodicCheckpoint
-from keras_tips.training.checkpoint import SkipNonFiniteSteps
-from keras_tips.training.checkpoint import SkipNonFiniteUpdates
-from keras_tips.training.checkpoint import StopOnNonFiniteLoss
 from keras_tips.training.checkpoint import restore_checkpoint
+from keras_tips.training.nonfinite import SkipNonFiniteSteps
+from keras_tips.training.nonfinite import SkipNonFiniteUpdates
+from keras_tips.training.nonfinite import StopOnNonFiniteLoss
 from keras_tips.training.optimizers import build_optimizer
 from tests.robustness import cli_runs
 from tests.training.pretrain_fixtures import numpy_weights
@@ -94,7 +94,7 @@ def test_skip_leaves_the_step_out_and_training_goes_on(tmp_path, caplog):
     directory = str(tmp_path / "checkpoints")
     pretrainer = _pretrainer(SkipNonFiniteUpdates(build_optimizer(total_steps=8)))
     recorder = _WeightsAfterEachStep()
-    with caplog.at_level(logging.WARNING, "keras_tips.training.checkpoint"):
+    with caplog.at_level(logging.WARNING, "keras_tips.training.nonfinite"):
         # NaN in a local crop: only the student sees it, so its gradients
         # are not finite while the teacher and the centres stay finite.
         history = pretrainer.fit(
@@ -157,7 +157,7 @@ def test_skip_stops_when_the_teacher_state_is_poisoned():
 
 def test_recipe_option():
     from keras_tips.training.loop import build_pretrainer
-    from keras_tips.training.loop import nonfinite_guard
+    from keras_tips.training.nonfinite import nonfinite_guard
     from keras_tips.training.recipe import PretrainRecipe
     from keras_tips.training.recipe import apply_overrides
 
