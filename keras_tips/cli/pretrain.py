@@ -48,13 +48,17 @@ def run_pretrain(args):
 def add_ablation(subparsers):
     parser = subparsers.add_parser(
         "ablation",
-        help="Run the TIPS ablation (CLIP -> +synthetic -> +distill -> +mask) over seeds.",
+        help="Run the TIPS and TIPSv2 ablation (CLIP -> ... -> +mask -> TIPSv2) over seeds.",
         description=(
             "Trains the arms of a recipe, as in the TIPS paper's ablation: "
             "(1) CLIP on web captions only; (2) + synthetic captions on the "
             "second CLS; (3) + self-distillation; (4) + masked image "
-            "modelling (the full objective), once per seed, and evaluates "
-            "each on the shapes test split. Finished runs are not repeated. "
+            "modelling (the full objective); then TIPSv2's: (5) + the patch "
+            "loss on every token (iBOT++); (6) + multi-granularity captions; "
+            "(7) + a heads-only EMA teacher. An arm that sets a recipe field "
+            "this version does not have is refused, naming the field, unless "
+            "--skip-unavailable-arms. Every arm runs once per seed and is "
+            "evaluated on the shapes test split. Finished runs are not repeated. "
             "Prints mean ± std over seeds and saves OUTPUT/ablation.json "
             "(every number) and OUTPUT/ablation.md; with --readme, also "
             "writes the table into that file between its ablation markers."
@@ -66,6 +70,16 @@ def add_ablation(subparsers):
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a field of the base recipe for every run (repeatable)",
     )
+    parser.add_argument(
+        "--arms", nargs="+", default=None, metavar="ARM",
+        help="the arms to run, by name (default: all: clip_web +synthetic +distill "
+        "'+mask (TIPS)' +iBOT++ '+multi-granularity captions' '+heads-only EMA (TIPSv2)')",
+    )
+    parser.add_argument(
+        "--skip-unavailable-arms", action="store_true",
+        help="leave out (and list) the arms that set a recipe field this version does "
+        "not have, instead of refusing to start",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
     parser.add_argument("--readme", default=None, help="Markdown file whose ablation section to rewrite")
     parser.set_defaults(run=run_ablation)
@@ -75,9 +89,21 @@ def run_ablation(args):
     from keras_tips.training import ablation
     from keras_tips.training.recipe import load_recipe
 
+    arms = ablation.ABLATION_ARMS
+    if args.arms:
+        unknown = [name for name in args.arms if name not in arms]
+        if unknown:
+            raise SystemExit(f"Unknown ablation arm(s) {unknown}; the arms are {list(arms)}.")
+        arms = {name: arms[name] for name in args.arms}
     base = load_recipe(args.recipe, args.overrides)
-    raw = ablation.run_ablation(base, args.output, seeds=args.seeds)
-    table = ablation.summary_table(ablation.summarize(raw))
+    try:
+        raw = ablation.run_ablation(
+            base, args.output, seeds=args.seeds, arms=arms,
+            skip_unavailable=args.skip_unavailable_arms,
+        )
+    except ValueError as error:
+        raise SystemExit(str(error)) from error
+    table = ablation.ablation_markdown(raw)
     print(table)
     with open(os.path.join(args.output, "ablation.md"), "w", encoding="utf-8") as f:
         f.write(f"### Ablation of {base.name}\n\n{table}\n")
