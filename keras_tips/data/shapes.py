@@ -477,14 +477,22 @@ class ShapesDataset:
             "index": index,
         }
 
-    def image_text_source(self, encode=False):
+    def image_text_source(self, encode=False, multi_granularity_captions=False):
         """This split as image-text records for the pretraining pipeline.
 
         Args:
             encode: bool. Give PNG bytes instead of arrays (exercises the
                 decoding path; slower).
+            multi_granularity_captions: bool. Give the synthetic caption as
+                the list of its three granularities (`synthetic_captions`),
+                of which the pipeline draws one per example and step,
+                instead of the full caption alone.
         """
-        return ShapesImageTextSource(self, encode=encode)
+        return ShapesImageTextSource(
+            self,
+            encode=encode,
+            multi_granularity_captions=multi_granularity_captions,
+        )
 
     def __repr__(self):
         return (
@@ -501,11 +509,14 @@ class ShapesImageTextSource:
     Args:
         dataset: a `ShapesDataset`.
         encode: bool. PNG-encode the images.
+        multi_granularity_captions: bool. The synthetic caption as the list
+            `[phrase, sentence, full]` instead of the full caption alone.
     """
 
-    def __init__(self, dataset, encode=False):
+    def __init__(self, dataset, encode=False, multi_granularity_captions=False):
         self.dataset = dataset
         self.encode = encode
+        self.multi_granularity_captions = bool(multi_granularity_captions)
 
     def __len__(self):
         return len(self.dataset)
@@ -515,10 +526,14 @@ class ShapesImageTextSource:
         image = example["image"]
         if self.encode:
             image = encode_png(image)
+        if self.multi_granularity_captions:
+            synthetic = list(example["synthetic_captions"])
+        else:
+            synthetic = example["synthetic_caption"]
         return make_record(
             image=image,
             caption=example["web_caption"],
-            synthetic_caption=example["synthetic_caption"],
+            synthetic_caption=synthetic,
             key=f"shapes/{self.dataset.split}/{example['index']}",
         )
 
@@ -537,6 +552,7 @@ def write_shapes_jsonl(
     image_size=64,
     seed=0,
     index_name="index.jsonl",
+    multi_granularity_captions=False,
 ):
     """Writes a shapes split as a JSONL image-text folder.
 
@@ -548,6 +564,8 @@ def write_shapes_jsonl(
         output_dir: folder to write (created if needed).
         num_examples, split, image_size, seed: as `ShapesDataset`.
         index_name: file name of the index.
+        multi_granularity_captions: bool. Write `synthetic_caption` as the
+            list `[phrase, sentence, full]` instead of the full caption.
 
     Returns:
         The path of the JSONL index.
@@ -571,7 +589,11 @@ def write_shapes_jsonl(
             line = {
                 "image": name,
                 "caption": example["web_caption"],
-                "synthetic_caption": example["synthetic_caption"],
+                "synthetic_caption": (
+                    list(example["synthetic_captions"])
+                    if multi_granularity_captions
+                    else example["synthetic_caption"]
+                ),
                 "label": example["label"],
                 "class_name": SHAPE_CLASSES[example["label"]],
             }
