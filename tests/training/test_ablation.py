@@ -142,15 +142,10 @@ def test_run_ablation_trains_each_arm_and_seed_once(tmp_path):
     assert len(seen) == 4 and again == raw
 
 
-SCRIPT = os.path.join(ROOT, "scripts", "write_ablation_table.py")
-
-
 def _run_script(monkeypatch, *args):
-    import runpy
-    import sys
+    from keras_tips.training import ablation_table
 
-    monkeypatch.setattr(sys, "argv", [SCRIPT, *args])
-    runpy.run_path(SCRIPT, run_name="__main__")
+    ablation_table.main(list(args))
 
 
 def test_script_writes_the_readme_section_from_ablation_json(tmp_path, monkeypatch, capsys):

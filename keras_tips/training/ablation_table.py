@@ -7,7 +7,7 @@ lies between the README's two ablation markers.
 
 Usage:
 
-    python scripts/write_ablation_table.py runs/ablation/ablation.json README.md
+    python -m keras_tips.training.ablation_table runs/ablation/ablation.json README.md
 """
 
 import argparse
