@@ -58,11 +58,7 @@ def build_tokenizer(recipe, output_dir=None):
         proto = data.tokenizer
     else:
         path = os.path.join(output_dir, "vocabulary.spm") if output_dir else None
-        proto = shapes_vocabulary(
-            path,
-            seed=data.seed,
-            multi_granularity_captions=data.multi_granularity_captions,
-        )
+        proto = shapes_vocabulary(path, seed=data.seed)
     return TIPSTokenizer(proto=proto, sequence_length=data.sequence_length)
 
 
