@@ -1,5 +1,9 @@
 """Options of the TIPS objective: gathered loss tokens, float32 logits, state
-that moves only in training, iBOT++ and the head-only EMA teacher."""
+that moves only in training, iBOT++ and the head-only EMA teacher.
+
+The steps here run eagerly (a compiled step costs a compilation per
+pretrainer); the compiled train step of every option is checked against its
+record in `tests/training/pretrainer_steps.py`."""
 
 import keras
 import numpy as np
@@ -58,7 +62,7 @@ def test_gathered_loss_tokens_give_the_dense_loss(centering):
     # One training step moves the iBOT centre (from the loss tokens only)
     # to the same place.
     for pretrainer in (dense, gathered):
-        pretrainer.compile(optimizer=keras.optimizers.SGD(0.0))
+        pretrainer.compile(optimizer=keras.optimizers.SGD(0.0), run_eagerly=True)
         pretrainer.train_on_batch(batch)
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(gathered.ibot_center),
@@ -71,7 +75,7 @@ def test_gathered_loss_tokens_give_the_dense_loss(centering):
 def test_ibot_centre_follows_the_loss_tokens_only():
     batch = exact_mask_batch()
     pretrainer = tiny_pretrainer(max_masked_patches=MASKED)
-    pretrainer.compile(optimizer=keras.optimizers.SGD(0.0))
+    pretrainer.compile(optimizer=keras.optimizers.SGD(0.0), run_eagerly=True)
     teacher_patches = pretrainer.teacher_vision_encoder(batch["global_images"])[
         "patches"
     ]
@@ -106,7 +110,7 @@ def test_prototype_logits_are_float32_under_mixed_precision():
 def test_state_moves_only_in_training():
     batch = exact_mask_batch()
     pretrainer = tiny_pretrainer()
-    pretrainer.compile(optimizer=keras.optimizers.SGD(0.1))
+    pretrainer.compile(optimizer=keras.optimizers.SGD(0.1), run_eagerly=True)
     pretrainer.train_on_batch(batch)  # teacher != student from here on
     pretrainer.train_on_batch(exact_mask_batch(seed=1))
     before = state(pretrainer)
@@ -163,7 +167,7 @@ def test_head_only_teacher(teacher_pass, tmp_path):
     for name in ("distill", "mask"):
         assert got[name] == pytest.approx(want[name], rel=1e-5), name
     # It trains, and its weights (EMA heads included) save and restore.
-    heads_only.compile(optimizer=keras.optimizers.AdamW(1e-2))
+    heads_only.compile(optimizer=keras.optimizers.AdamW(1e-2), run_eagerly=True)
     heads_only.train_on_batch(batch)
     heads_only.train_on_batch(exact_mask_batch(seed=1))
     path = str(tmp_path / "heads_only.weights.h5")
