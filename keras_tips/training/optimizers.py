@@ -69,12 +69,13 @@ DEFAULT_EMBEDDING_PATTERN = (
 DEFAULT_LAST_LAYER_PATTERN = r"(?:^|/)prototypes$"
 # Modules of `module_clipnorm`, by a pattern searched in `variable.path`:
 # the image tower, the text tower (named `vision_encoder` / `text_encoder`
-# by the recipes, `tips_..._encoder` by default), and the projection heads
-# (DINO, iBOT, and the contrastive head's temperatures).
+# by the recipes, `tips_..._encoder` by default, with Keras' `_<n>` suffix
+# when a name repeats), and the projection heads (DINO, iBOT, and the
+# contrastive head's temperatures).
 DEFAULT_MODULE_PATTERNS = {
-    "image": r"(?:^|/)(?:tips_)?vision_encoder/",
-    "text": r"(?:^|/)(?:tips_)?text_encoder/",
-    "heads": r"(?:^|/)(?:dino_head|ibot_head|contrastive_head)/",
+    "image": r"(?:^|/)(?:tips_)?vision_encoder(?:_\d+)?/",
+    "text": r"(?:^|/)(?:tips_)?text_encoder(?:_\d+)?/",
+    "heads": r"(?:^|/)(?:dino_head|ibot_head|contrastive_head)(?:_\d+)?/",
 }
 
 
