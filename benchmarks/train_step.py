@@ -139,8 +139,10 @@ def train_step_flops(recipe, shape):
     the unmasked global crop for the contrastive terms (the pretrainer's
     default `contrastive_view="unmasked"`) and on the local crops, text
     tower on both captions, DINO head on the local CLS tokens, iBOT head on
-    the global patch tokens, contrastive logits) counts 3x its forward
-    (forward + backward); the teacher (image tower on the global crop, both
+    the loss tokens (`objective.max_masked_patches` per image, or all
+    patches under `mask_loss_tokens="all"`), contrastive logits) counts 3x
+    its forward (forward + backward); the teacher (image tower on the global
+    crop, unless a head-only teacher shares the contrastive pass; both
     heads) 1x. Elementwise work, norms and the optimizer are left out.
 
     Returns:
@@ -179,15 +181,23 @@ def train_step_flops(recipe, shape):
         recipe.model.text["intermediate_dim"],
     )
     contrastive = 2 * 2 * shape.batch_size * width  # per example, 2 losses
+    loss_tokens = (
+        global_patches
+        if objective.mask_loss_tokens == "all" or not objective.max_masked_patches
+        else objective.max_masked_patches
+    )
+    shared_pass = objective.teacher == "heads_only" and objective.teacher_pass == "shared"
     student = (
         2 * image(global_patches)  # masked (iBOT) and unmasked (contrastive)
         + shape.local_count * image(local_patches)
         + text
         + head(shape.local_count)  # DINO on local CLS
-        + head(global_patches)  # iBOT on global patches
+        + head(loss_tokens)  # iBOT on the loss tokens
         + contrastive
     )
-    teacher = image(global_patches) + head(1) + head(global_patches)
+    teacher = (
+        (0 if shared_pass else image(global_patches)) + head(1) + head(loss_tokens)
+    )
     return {"student": student, "teacher": teacher, "total": 3 * student + teacher}
 
 

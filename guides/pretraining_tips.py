@@ -81,6 +81,18 @@ checkpoints), and only the student is exported at the end.
 An optional KoLeo regulariser on CLS1 (`koleo_weight`, off by default)
 spreads the image embeddings apart, as in DINOv2.
 
+The iBOT heads run only on the masked tokens, gathered to a static count
+per image (`max_masked_patches`, which a recipe derives from its mask
+ratio), so the (tokens x prototypes) logits are never computed for the
+visible patches; they are float32 even under mixed precision.
+
+**TIPSv2.** Two settings turn the objective into TIPSv2's:
+`mask_loss_tokens="all"` (iBOT++: the patch loss also covers the visible
+tokens, each weighing `visible_token_weight` against a masked one) and
+`teacher="heads_only"` (no teacher image tower: the student's tower under
+stop-gradient gives the targets, and only the projection heads are moving
+averages). `recipes/tips_v2_b14.py` uses both.
+
 Setting `use_synthetic_captions=False`, `distill_weight=0` or
 `mask_weight=0` switches a term off, which is how the paper's ablation
 (CLIP, + synthetic captions, + self-distillation, + masking) is run

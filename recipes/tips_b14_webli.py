@@ -21,7 +21,10 @@ from a JSONL index: `python -m keras_tips.data.convert`).
 | distribution          | data parallel over every device                    |
 
 The position grid (224 // 14 = 16) follows `data.image_size`, the text
-tower's length `data.sequence_length`, the schedules `train.total_steps`.
+tower's length `data.sequence_length`, the schedules `train.total_steps`,
+and the iBOT heads' gathered tokens per image (`objective.max_masked_patches`,
+75 % of 256 = 192) the mask settings. Options of DINOv2 not used here:
+`optimizer.freeze_last_layer_steps` and `optimizer.module_clipnorm`.
 
 Run (one process per host, each with its own local run directory: the
 checkpoints are written atomically on a local file system and hold that
@@ -71,6 +74,10 @@ def recipe():
             teacher_temperature=(0.04, 0.07),
             teacher_temperature_warmup_steps=30_000,
             student_temperature=0.1,
+            # The TIPS (v1) objective; `recipes/tips_v2_b14.py` for TIPSv2.
+            mask_loss_tokens="masked",
+            ibot_averaging="masked_images",
+            teacher="ema",
         ),
         optimizer=OptimizerConfig(
             peak_learning_rate=5e-4,

@@ -34,9 +34,12 @@ def _flat(tensor):
     return ops.reshape(tensor, (-1, tensor.shape[-1]))
 
 
-def _weights(mask, num_rows):
+def _weights(mask, rows):
+    """Per-row float32 weights for the 1-D `rows` (ones without a mask);
+    shaped like `rows` rather than from a static count, which is unknown
+    (None) in a symbolic TensorFlow step."""
     if mask is None:
-        return ops.ones((num_rows,), "float32")
+        return ops.ones_like(rows)
     return ops.reshape(ops.cast(mask, "float32"), (-1,))
 
 
@@ -59,7 +62,8 @@ def teacher_entropy(teacher_probs, mask=None):
             count (e.g. the masked patches of iBOT).
     """
     probs = _flat(teacher_probs)
-    return _weighted_mean(entropy(probs), _weights(mask, probs.shape[0]))
+    entropies = entropy(probs)
+    return _weighted_mean(entropies, _weights(mask, entropies))
 
 
 def batch_entropy(teacher_probs, mask=None):
@@ -71,7 +75,7 @@ def batch_entropy(teacher_probs, mask=None):
     `teacher_entropy`).
     """
     probs = _flat(teacher_probs)
-    weights = _weights(mask, probs.shape[0])
+    weights = _weights(mask, probs[:, 0])
     mean = ops.sum(probs * weights[:, None], axis=0) / ops.maximum(
         ops.sum(weights), 1.0
     )
@@ -81,7 +85,7 @@ def batch_entropy(teacher_probs, mask=None):
 def prototypes_in_use(teacher_probs, mask=None):
     """Number of distinct prototypes that are some sample's teacher argmax."""
     probs = _flat(teacher_probs)
-    weights = _weights(mask, probs.shape[0])
+    weights = _weights(mask, probs[:, 0])
     winners = ops.one_hot(ops.argmax(probs, axis=-1), probs.shape[-1])
     hits = ops.sum(winners * weights[:, None], axis=0)
     return ops.sum(ops.cast(hits > 0, "float32"))
@@ -97,15 +101,15 @@ def top1_agreement(student_logits, teacher_probs, mask=None):
         mask: optional bool tensor of the (broadcast) leading shape.
     """
     student = ops.stop_gradient(ops.cast(student_logits, "float32"))
-    teacher = ops.broadcast_to(
-        ops.stop_gradient(ops.cast(teacher_probs, "float32")), student.shape
-    )
+    teacher = ops.stop_gradient(ops.cast(teacher_probs, "float32"))
+    # The argmaxes broadcast against each other (not the (..., K) tensors,
+    # whose leading shape may be unknown in a symbolic step).
     same = ops.cast(
         ops.equal(ops.argmax(student, axis=-1), ops.argmax(teacher, axis=-1)),
         "float32",
     )
     same = ops.reshape(same, (-1,))
-    return _weighted_mean(same, _weights(mask, same.shape[0]))
+    return _weighted_mean(same, _weights(mask, same))
 
 
 def center_norm(center):

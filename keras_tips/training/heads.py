@@ -16,7 +16,8 @@ class DINOHead(keras.layers.Layer):
     by a weight-normalised linear layer without bias. The weight norm has its
     gain fixed to 1: every prototype (column of the `(bottleneck_dim,
     num_prototypes)` matrix) is rescaled to unit norm inside `call`, so the
-    logits are cosines in [-1, 1].
+    logits are cosines in [-1, 1], computed in float32 whatever the dtype
+    policy (the MLP runs in the policy's compute dtype).
 
     Works on any leading shape, e.g. CLS tokens (B, D) or patch tokens
     (B, N, D).
@@ -97,10 +98,11 @@ class DINOHead(keras.layers.Layer):
         x = inputs
         for layer in self.mlp_layers:
             x = layer(x)
+        # The prototype scores stay in float32 under a mixed policy: at the
+        # teacher temperature (0.04) a bfloat16 cosine (8 bits of mantissa,
+        # about 0.004 near 1) would move the sharpened logits by ~0.1.
         x = l2_normalize(ops.cast(x, "float32"), epsilon=self.epsilon)
-        x = ops.cast(x, self.compute_dtype)
-        prototypes = ops.cast(self.normalized_prototypes(), self.compute_dtype)
-        return ops.matmul(x, prototypes)
+        return ops.matmul(x, self.normalized_prototypes())
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)[:-1] + (self.num_prototypes,)

@@ -1,6 +1,7 @@
 """AdamW for TIPS pretraining: warm-up + cosine learning rate, weight decay
-with exclusions and an optional cosine schedule, global gradient clipping,
-and optional layer-wise learning-rate decay.
+with exclusions and an optional cosine schedule, global and per-module
+gradient clipping, a frozen prototype layer for the first steps, and
+optional layer-wise learning-rate decay.
 
 Layer-wise decay (as in BEiT / DINOv2 fine-tuning) scales the learning rate
 of each variable by
@@ -19,6 +20,23 @@ where `layer_id` is read from the variable's path (`variable.path`, e.g.
 
 The same multiplier scales the decoupled weight decay step of the variable,
 as the per-group learning rate does in PyTorch's AdamW.
+
+Two of DINOv2's stabilisers act on the gradients before the update (in
+`_backend_apply_gradients`, which every backend's optimizer runs inside
+`apply`, in JAX's stateless step too), written with Keras ops only:
+
+* `freeze_last_layer_steps`: during the first N optimizer steps the
+  gradient of every variable matching `last_layer_pattern` (the student
+  heads' prototypes) is replaced by zeros and its weight decay is skipped.
+  Its Adam moments stay zero, so the variable does not move at all, as with
+  DINOv2's `grad = None`; one difference: Adam's bias correction then counts
+  the optimizer's steps, not the variable's own (PyTorch keeps one count per
+  parameter).
+* `module_clipnorm`: each module's gradients (a module: the variables whose
+  path matches its pattern in `module_patterns`) are scaled together so that
+  their joint L2 norm is at most the module's bound, as DINOv2 clips its
+  backbone and each head separately. Keras' own `global_clipnorm` clips all
+  gradients together; when both are set, the modules are clipped first.
 """
 
 import dataclasses
@@ -47,6 +65,18 @@ DEFAULT_EMBEDDING_PATTERN = (
     r"(?:^|/)(?:patch_embed|cls_token|register_token|mask_token"
     r"|position_embedding)(?:/|$)"
 )
+# The student heads' prototype matrices (`DINOHead.prototypes`).
+DEFAULT_LAST_LAYER_PATTERN = r"(?:^|/)prototypes$"
+# Modules of `module_clipnorm`, by a pattern searched in `variable.path`:
+# the image tower, the text tower (named `vision_encoder` / `text_encoder`
+# by the recipes, `tips_..._encoder` by default, with Keras' `_<n>` suffix
+# when a name repeats), and the projection heads (DINO, iBOT, and the
+# contrastive head's temperatures).
+DEFAULT_MODULE_PATTERNS = {
+    "image": r"(?:^|/)(?:tips_)?vision_encoder(?:_\d+)?/",
+    "text": r"(?:^|/)(?:tips_)?text_encoder(?:_\d+)?/",
+    "heads": r"(?:^|/)(?:dino_head|ibot_head|contrastive_head)(?:_\d+)?/",
+}
 
 
 def layer_lr_multiplier(
@@ -90,6 +120,14 @@ class TIPSAdamW(keras.optimizers.AdamW):
         embedding_pattern: regex for the variables below the first block.
         no_weight_decay_names: regexes searched in `variable.name`; matching
             variables get no weight decay (`exclude_from_weight_decay`).
+        freeze_last_layer_steps: int. Optimizer steps during which the
+            variables matching `last_layer_pattern` do not move (0: off).
+        last_layer_pattern: regex searched in `variable.path`.
+        module_clipnorm: optional dict, module name -> largest L2 norm of
+            that module's gradients, e.g. `{"image": 3.0, "heads": 3.0}`.
+            Modules left out are not clipped (by this).
+        module_patterns: dict, module name -> regex searched in
+            `variable.path` (default: `"image"`, `"text"`, `"heads"`).
         **kwargs: `keras.optimizers.AdamW` arguments (`beta_1`, `beta_2`,
             `epsilon`, `global_clipnorm`, ...).
 
@@ -118,11 +156,40 @@ class TIPSAdamW(keras.optimizers.AdamW):
         layer_pattern=DEFAULT_LAYER_PATTERN,
         embedding_pattern=DEFAULT_EMBEDDING_PATTERN,
         no_weight_decay_names=NO_WEIGHT_DECAY_NAMES,
+        freeze_last_layer_steps=0,
+        last_layer_pattern=DEFAULT_LAST_LAYER_PATTERN,
+        module_clipnorm=None,
+        module_patterns=None,
         **kwargs,
     ):
         super().__init__(
             learning_rate=learning_rate, weight_decay=weight_decay, **kwargs
         )
+        if int(freeze_last_layer_steps) < 0:
+            raise ValueError(
+                "`freeze_last_layer_steps` must be >= 0. Received: "
+                f"{freeze_last_layer_steps}"
+            )
+        self.freeze_last_layer_steps = int(freeze_last_layer_steps)
+        self.last_layer_pattern = last_layer_pattern
+        self.module_patterns = dict(module_patterns or DEFAULT_MODULE_PATTERNS)
+        self.module_clipnorm = (
+            None
+            if not module_clipnorm
+            else {str(k): float(v) for k, v in dict(module_clipnorm).items()}
+        )
+        for module, bound in (self.module_clipnorm or {}).items():
+            if module not in self.module_patterns:
+                raise ValueError(
+                    f"`module_clipnorm` names the module {module!r}; the "
+                    f"modules are {sorted(self.module_patterns)} (see "
+                    "`module_patterns`)."
+                )
+            if not bound > 0:
+                raise ValueError(
+                    f"`module_clipnorm[{module!r}]` must be > 0. Received: "
+                    f"{bound}"
+                )
         if not 0.0 < float(layer_decay) <= 1.0:
             raise ValueError(
                 f"`layer_decay` must be in (0, 1]. Received: {layer_decay}"
@@ -165,6 +232,72 @@ class TIPSAdamW(keras.optimizers.AdamW):
             )
             for v in var_list
         ]
+        self._frozen_early = [
+            self.freeze_last_layer_steps > 0
+            and re.search(self.last_layer_pattern, v.path) is not None
+            for v in var_list
+        ]
+        self._modules = {}
+        for module in self.module_clipnorm or {}:
+            members = [
+                index
+                for index, v in enumerate(var_list)
+                if re.search(self.module_patterns[module], v.path)
+            ]
+            if not members:
+                raise ValueError(
+                    f"No trainable variable is in the module {module!r} of "
+                    f"`module_clipnorm` (pattern "
+                    f"{self.module_patterns[module]!r}); the paths are like "
+                    f"{[v.path for v in var_list[:3]]}."
+                )
+            self._modules[module] = members
+
+    def _is_frozen(self, variable):
+        """Whether `variable` is one whose update waits for the end of
+        `freeze_last_layer_steps` (a Python bool)."""
+        if not self.freeze_last_layer_steps:
+            return False
+        return self._frozen_early[self._get_variable_index(variable)]
+
+    def _still_frozen(self):
+        return ops.less(self.iterations, self.freeze_last_layer_steps)
+
+    def _backend_apply_gradients(self, grads, trainable_variables):
+        grads = list(grads)
+        if self.freeze_last_layer_steps:
+            frozen = self._still_frozen()
+            grads = [
+                ops.where(frozen, ops.zeros_like(g), g)
+                if self._is_frozen(v)
+                else g
+                for g, v in zip(grads, trainable_variables)
+            ]
+        if self.module_clipnorm:
+            grads = self._clip_modules(grads, trainable_variables)
+        super()._backend_apply_gradients(grads, trainable_variables)
+
+    def _clip_modules(self, grads, trainable_variables):
+        """Scales each module's gradients to a joint norm <= its bound
+        (`bound / max(norm, bound)`, as `keras`' global clipping)."""
+        position = {
+            self._get_variable_index(v): i
+            for i, v in enumerate(trainable_variables)
+        }
+        grads = list(grads)
+        for module, bound in self.module_clipnorm.items():
+            members = [position[i] for i in self._modules[module] if i in position]
+            if not members:
+                continue
+            squares = [
+                ops.sum(ops.square(ops.cast(grads[i], "float32")))
+                for i in members
+            ]
+            norm = ops.sqrt(sum(squares[1:], squares[0]))
+            scale = bound / ops.maximum(norm, bound)
+            for i in members:
+                grads[i] = grads[i] * ops.cast(scale, grads[i].dtype)
+        return grads
 
     def lr_multiplier(self, variable):
         """The layer-wise learning-rate multiplier of a built variable."""
@@ -198,6 +331,8 @@ class TIPSAdamW(keras.optimizers.AdamW):
             if not self._use_weight_decay(variable):
                 continue
             factor = learning_rate * weight_decay * self.lr_multiplier(variable)
+            if self._is_frozen(variable):
+                factor = ops.where(self._still_frozen(), 0.0, factor)
             factor = ops.cast(factor, variable.dtype)
             variable.assign(variable - variable * factor)
 
@@ -212,6 +347,10 @@ class TIPSAdamW(keras.optimizers.AdamW):
                 "layer_pattern": self.layer_pattern,
                 "embedding_pattern": self.embedding_pattern,
                 "no_weight_decay_names": list(self.no_weight_decay_names),
+                "freeze_last_layer_steps": self.freeze_last_layer_steps,
+                "last_layer_pattern": self.last_layer_pattern,
+                "module_clipnorm": self.module_clipnorm,
+                "module_patterns": self.module_patterns,
             }
         )
         return config
@@ -238,6 +377,11 @@ class OptimizerConfig:
         num_layers: blocks counted by layer decay (None: inferred).
         layer_pattern, embedding_pattern: see `TIPSAdamW`.
         no_weight_decay_names: variable-name regexes without weight decay.
+        freeze_last_layer_steps: optimizer steps during which the student
+            heads' prototypes do not move (0: off; DINOv2 freezes them for
+            its first epoch).
+        module_clipnorm: optional dict, `"image"` / `"text"` / `"heads"` ->
+            largest L2 norm of that module's gradients (None: off).
     """
 
     peak_learning_rate: float = 1e-3
@@ -256,6 +400,8 @@ class OptimizerConfig:
     layer_pattern: str = DEFAULT_LAYER_PATTERN
     embedding_pattern: str = DEFAULT_EMBEDDING_PATTERN
     no_weight_decay_names: tuple = NO_WEIGHT_DECAY_NAMES
+    freeze_last_layer_steps: int = 0
+    module_clipnorm: dict | None = None
 
 
 def build_optimizer(config=None, **overrides):
@@ -316,4 +462,6 @@ def build_optimizer(config=None, **overrides):
         beta_2=config.beta_2,
         epsilon=config.epsilon,
         global_clipnorm=config.global_clipnorm,
+        freeze_last_layer_steps=config.freeze_last_layer_steps,
+        module_clipnorm=config.module_clipnorm,
     )

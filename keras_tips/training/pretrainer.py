@@ -6,7 +6,12 @@ from keras import ops
 from keras_tips.losses.contrastive import contrastive_loss
 from keras_tips.losses.contrastive import mean_over_caption_types
 from keras_tips.losses.dino import dino_loss
+from keras_tips.losses.ibot import AVERAGE_OVER
+from keras_tips.losses.ibot import MASK_LOSS_TOKENS
 from keras_tips.losses.ibot import ibot_patch_loss
+from keras_tips.losses.ibot import loss_token_indices
+from keras_tips.losses.ibot import patch_loss_weights
+from keras_tips.losses.ibot import take_tokens
 from keras_tips.losses.koleo import koleo_loss
 from keras_tips.losses.teacher_targets import centered_teacher_probs
 from keras_tips.losses.teacher_targets import sinkhorn_knopp_teacher_probs
@@ -26,6 +31,8 @@ LOSS_TERMS = (
     "mask",
     "koleo",
 )
+TEACHERS = ("ema", "heads_only")
+TEACHER_PASSES = ("separate", "shared")
 LOGGED = LOSS_TERMS + (
     "accuracy_web",
     "accuracy_synthetic",
@@ -61,20 +68,29 @@ class TIPSPretrainer(keras.Model):
     averages over the types it has instead of halving the other.
     `L_distill` is DINO self-distillation of CLS1: the student's local crops
     against the teacher's global crop; `L_mask` is the iBOT loss on the
-    patch tokens the student saw masked (the teacher sees the unmasked crop).
+    patch tokens the student saw masked (the teacher sees the unmasked crop),
+    or with `mask_loss_tokens="all"` TIPSv2's iBOT++ on every patch token.
+    The iBOT heads run only on the tokens whose loss is taken: with
+    `max_masked_patches` set, each image's masked tokens are gathered to that
+    static count first (as DINOv2 gathers to `n_masked_patches`), so neither
+    head computes (B, N, K) logits; the head logits are float32 under any
+    dtype policy.
     By default the contrastive loss sees the unmasked global crop (so a caption
     never describes an object the student cannot see); `contrastive_view=
     "masked"` reuses the masked pass instead, saving one student forward.
     Every term is one function of `keras_tips.losses`.
 
-    The teacher (image tower + heads) is an exponential moving average of the
+    The teacher (image tower + heads, or with `teacher="heads_only"` the
+    heads alone: TIPSv2's head-only EMA, the image tower being the student's
+    own under stop-gradient) is an exponential moving average of the
     student, never touched by the optimizer. It is updated at the start of
-    each step, before it is used, from the student weights that the previous
-    step produced; that is the usual "update after the optimizer" order, and
-    it is written as plain variable assignments inside the forward pass, which
-    Keras carries through JAX's stateless train step, TensorFlow graphs and
-    PyTorch alike. The step counter, teacher weights and centres are Keras
-    variables saved with the model.
+    each training step, before it is used, from the student weights that the
+    previous step produced; that is the usual "update after the optimizer"
+    order, and it is written as plain variable assignments inside the forward
+    pass, which Keras carries through JAX's stateless train step, TensorFlow
+    graphs and PyTorch alike. The step counter, teacher weights and centres
+    are Keras variables saved with the model; they change only in training
+    (`fit`, `train_on_batch`), never in `evaluate`, `predict` or a call.
 
     Args:
         backbone: the student `TIPSBackbone`.
@@ -109,6 +125,36 @@ class TIPSPretrainer(keras.Model):
             and the two terms pull the student towards image-independent
             outputs; a contrastive-only start lets the features diversify
             first (see `keras_tips.training.diagnostics`).
+        max_masked_patches: int or None. Static bound on the masked patches
+            of one image: the iBOT heads (student and teacher) run on that
+            many gathered tokens per image instead of all N. A recipe sets it
+            from its mask ratio (the masks hold exactly
+            `round(ratio * N)` patches); tokens beyond the bound would be
+            left out of the loss. None runs the heads on all N tokens (with
+            the loss weighted by the mask). Not used under
+            `mask_loss_tokens="all"`, where every token is a loss token.
+        ibot_averaging: `"masked_images"` (mean over the images with loss
+            tokens; iBOT) or `"all_images"` (sum over images divided by the
+            batch size; DINOv2, an effective weight of beta times the
+            fraction of masked images). See `keras_tips.losses.ibot`.
+        mask_loss_tokens: `"masked"` (iBOT: the loss on the masked patches)
+            or `"all"` (iBOT++ of TIPSv2: on every patch, the student's
+            masked view against the teacher's full view).
+        visible_token_weight: float >= 0. Under `"all"`, the weight of a
+            visible patch relative to a masked one (1.0: one uniform mean
+            over all N patches per image).
+        teacher: `"ema"` (an EMA copy of the image tower and heads) or
+            `"heads_only"` (TIPSv2: the student's image tower under
+            stop-gradient, EMA copies of the heads only; no teacher tower
+            is held).
+        teacher_pass: with `teacher="heads_only"`, where the teacher's
+            encoder outputs come from. `"separate"`: one more pass of the
+            student's tower over the unmasked global crop in inference mode
+            (no drop-path), under stop-gradient: the inputs an EMA teacher
+            sees. `"shared"`: the unmasked student pass the contrastive loss
+            already runs (needs `contrastive_view="unmasked"`), under
+            stop-gradient: one forward fewer, but its targets see the
+            student's drop-path.
         **kwargs: standard `keras.Model` arguments.
 
     Example:
@@ -142,9 +188,46 @@ class TIPSPretrainer(keras.Model):
         centering="centering",
         contrastive_view="unmasked",
         self_distillation_start_step=0,
+        max_masked_patches=None,
+        ibot_averaging="masked_images",
+        mask_loss_tokens="masked",
+        visible_token_weight=1.0,
+        teacher="ema",
+        teacher_pass="separate",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        for name, value, allowed in (
+            ("ibot_averaging", ibot_averaging, AVERAGE_OVER),
+            ("mask_loss_tokens", mask_loss_tokens, MASK_LOSS_TOKENS),
+            ("teacher", teacher, TEACHERS),
+            ("teacher_pass", teacher_pass, TEACHER_PASSES),
+        ):
+            if value not in allowed:
+                raise ValueError(
+                    f"`{name}` must be one of {allowed}; received {value!r}."
+                )
+        if max_masked_patches is not None and int(max_masked_patches) < 1:
+            raise ValueError(
+                "`max_masked_patches` must be a positive int (or None: the "
+                f"heads see every patch); received {max_masked_patches!r}."
+            )
+        if float(visible_token_weight) < 0:
+            raise ValueError(
+                "`visible_token_weight` must be >= 0; received "
+                f"{visible_token_weight!r}."
+            )
+        if (
+            teacher == "heads_only"
+            and teacher_pass == "shared"
+            and contrastive_view != "unmasked"
+        ):
+            raise ValueError(
+                'teacher_pass="shared" reuses the unmasked student pass of the '
+                'contrastive loss, which contrastive_view="masked" does not '
+                'run: use teacher_pass="separate" or contrastive_view='
+                '"unmasked".'
+            )
         if contrastive_view not in ("unmasked", "masked"):
             raise ValueError(
                 "`contrastive_view` must be 'unmasked' or 'masked'; received "
@@ -196,6 +279,14 @@ class TIPSPretrainer(keras.Model):
         self.centering = centering
         self.contrastive_view = contrastive_view
         self.self_distillation_start_step = int(self_distillation_start_step)
+        self.max_masked_patches = (
+            None if max_masked_patches is None else int(max_masked_patches)
+        )
+        self.ibot_averaging = ibot_averaging
+        self.mask_loss_tokens = mask_loss_tokens
+        self.visible_token_weight = float(visible_token_weight)
+        self.teacher = teacher
+        self.teacher_pass = teacher_pass
 
         width = backbone.vision_encoder.hidden_dim
         self.uses_teacher = self.distill_weight > 0 or self.mask_weight > 0
@@ -212,9 +303,10 @@ class TIPSPretrainer(keras.Model):
             self.student_heads = [self.dino_head]
             if not self.share_heads:
                 self.student_heads.append(self.ibot_head)
-            self.teacher_vision_encoder = clone_layer(
-                backbone.vision_encoder, "teacher_vision_encoder"
-            )
+            if self.teacher == "ema":
+                self.teacher_vision_encoder = clone_layer(
+                    backbone.vision_encoder, "teacher_vision_encoder"
+                )
             self.teacher_heads = [
                 clone_layer(head, f"teacher_{head.name}", (None, width))
                 for head in self.student_heads
@@ -263,11 +355,11 @@ class TIPSPretrainer(keras.Model):
         where α and β count from `self_distillation_start_step` on (zero
         before it).
 
-        State moves in three visible lines: when training, the step counter
-        and the EMA teacher advance first (the teacher is updated before it
-        is used, from the student that the previous step produced), and the
-        centres move towards this batch's teacher logits once the targets
-        are computed.
+        State moves in three visible lines, all only when training: the step
+        counter and the EMA teacher advance first (the teacher is updated
+        before it is used, from the student that the previous step produced),
+        and the centres move towards this batch's teacher logits once the
+        targets are computed.
 
         Returns:
             A dict of scalar tensors: the loss terms, `"loss"` (their weighted
@@ -284,16 +376,22 @@ class TIPSPretrainer(keras.Model):
         contrastive, terms = self._contrastive(batch, student["contrastive"])
         terms["distill"] = ops.zeros((), "float32")
         terms["mask"] = ops.zeros((), "float32")
-        student_logits, teacher_probs = {}, {}
+        student_logits, teacher_probs, loss_tokens = {}, {}, None
         if self.uses_teacher:
-            teacher_logits = self._teacher_forward(batch["global_images"])
+            loss_tokens = self._loss_tokens(batch)
+            teacher_logits = self._teacher_forward(batch, student, loss_tokens)
+            # The iBOT centre and Sinkhorn-Knopp see the loss tokens only.
+            samples = {"dino": None}
+            if loss_tokens is not None:
+                samples["ibot"] = loss_tokens["weights"] > 0
             teacher_probs = {
-                name: self._teacher_probs(name, logits, teacher_temperature)
+                name: self._teacher_probs(
+                    name, logits, teacher_temperature, samples[name]
+                )
                 for name, logits in teacher_logits.items()
             }
-            # The centres follow every batch the objective sees, in training
-            # or not (so `evaluate` moves them too).
-            self._update_centers(teacher_logits)
+            if training:
+                self._update_centers(teacher_logits, samples)
             if self.distill_weight > 0:
                 student_logits["dino"] = self._local_crops_forward(
                     batch["local_images"], training
@@ -304,12 +402,15 @@ class TIPSPretrainer(keras.Model):
                     self.student_temperature,
                 )
             if self.mask_weight > 0:
-                student_logits["ibot"] = self.ibot_head(student["masked"]["patches"])
+                student_logits["ibot"] = self.ibot_head(
+                    _at(student["masked"]["patches"], loss_tokens)
+                )
                 terms["mask"] = ibot_patch_loss(
                     student_logits["ibot"],
                     teacher_probs["ibot"],
-                    batch["patch_mask"],
+                    loss_tokens["weights"],
                     self.student_temperature,
+                    self.ibot_averaging,
                 )
         terms["koleo"] = (
             koleo_loss(student["contrastive"]["cls_1"])
@@ -317,7 +418,11 @@ class TIPSPretrainer(keras.Model):
             else ops.zeros((), "float32")
         )
         terms.update(
-            self._diagnostics(student_logits, teacher_probs, batch.get("patch_mask"))
+            self._diagnostics(
+                student_logits,
+                teacher_probs,
+                None if loss_tokens is None else loss_tokens["weights"] > 0,
+            )
         )
         started = ops.cast(step >= self.self_distillation_start_step, "float32")
         terms["loss"] = (
@@ -408,23 +513,61 @@ class TIPSPretrainer(keras.Model):
             (shape[0], shape[1], self.num_prototypes),
         )
 
-    def _teacher_forward(self, images):
-        """The EMA teacher's head logits of the (unmasked) global crop.
+    def _teacher_forward(self, batch, student, loss_tokens):
+        """The teacher's head logits of the (unmasked) global crop.
+
+        Args:
+            batch: the batch.
+            student: the student's encoder outputs (`_student_forward`).
+            loss_tokens: `_loss_tokens(batch)`.
 
         Returns:
             A dict with, for the objectives in use, `"dino"`: (B, K) logits
-            of CLS1 through the teacher's DINO head, and `"ibot"`: (B, N, K)
-            logits of the patches through its iBOT head.
+            of CLS1 through the teacher's DINO head, and `"ibot"`: (B, M, K)
+            logits of the loss tokens through its iBOT head.
         """
-        outputs = self.teacher_vision_encoder(images, training=False)
+        if self.teacher == "ema":
+            outputs = self.teacher_vision_encoder(
+                batch["global_images"], training=False
+            )
+        elif self.teacher_pass == "shared":
+            outputs = student["contrastive"]
+        else:
+            outputs = self.backbone.vision_encoder(
+                batch["global_images"], training=False
+            )
+        # The head-only teacher's tower is the student's: no gradient.
+        outputs = {
+            name: ops.stop_gradient(outputs[name]) for name in ("cls_1", "patches")
+        }
         dino_head = self.teacher_heads[0]
         ibot_head = dino_head if self.share_heads else self.teacher_heads[1]
         logits = {}
         if self.distill_weight > 0:
             logits["dino"] = dino_head(outputs["cls_1"])
         if self.mask_weight > 0:
-            logits["ibot"] = ibot_head(outputs["patches"])
+            logits["ibot"] = ibot_head(_at(outputs["patches"], loss_tokens))
         return logits
+
+    def _loss_tokens(self, batch):
+        """Which patch tokens the iBOT loss is taken on, and their weights.
+
+        Returns:
+            `{"indices": ..., "weights": ...}`: int32 (B, M) positions of the
+            gathered loss tokens (None: all N, in order) and their float32
+            (B, M) weights (`keras_tips.losses.ibot`); M is
+            `max_masked_patches` under `mask_loss_tokens="masked"` when set,
+            else N. None when the iBOT loss is off.
+        """
+        if self.mask_weight == 0:
+            return None
+        weights = patch_loss_weights(
+            batch["patch_mask"], self.mask_loss_tokens, self.visible_token_weight
+        )
+        if self.mask_loss_tokens == "all" or self.max_masked_patches is None:
+            return {"indices": None, "weights": weights}
+        indices, weights = loss_token_indices(weights, self.max_masked_patches)
+        return {"indices": indices, "weights": weights}
 
     # --- Teacher targets and state ---------------------------------------
 
@@ -444,29 +587,38 @@ class TIPSPretrainer(keras.Model):
         """The centre variable of each objective, by teacher-logits name."""
         return {"dino": self.dino_center, "ibot": self.ibot_center}
 
-    def _teacher_probs(self, name, logits, temperature):
-        """Teacher probabilities of `name`'s logits by `centering`."""
+    def _teacher_probs(self, name, logits, temperature, sample_mask=None):
+        """Teacher probabilities of `name`'s logits by `centering`
+        (Sinkhorn-Knopp over the samples of `sample_mask`)."""
         if self.centering == "sinkhorn_knopp":
-            return sinkhorn_knopp_teacher_probs(logits, temperature)
+            return sinkhorn_knopp_teacher_probs(
+                logits, temperature, sample_mask=sample_mask
+            )
         return centered_teacher_probs(logits, self._centers()[name], temperature)
 
-    def _update_centers(self, teacher_logits):
-        """Moves each centre towards the batch mean of its teacher logits."""
+    def _update_centers(self, teacher_logits, samples):
+        """Moves each centre towards the mean of its teacher logits over
+        the samples that count (`samples[name]`, None: all)."""
         centers = self._centers()
         for name, logits in teacher_logits.items():
             center = centers[name]
-            center.assign(updated_center(center, logits, self.center_momentum))
+            center.assign(
+                updated_center(
+                    center, logits, self.center_momentum, samples[name]
+                )
+            )
 
     def _update_teacher(self, momentum):
         """teacher <- momentum * teacher + (1 - momentum) * student."""
         if self.uses_teacher:
-            ema_update(
-                [self.teacher_vision_encoder] + self.teacher_heads,
-                [self.backbone.vision_encoder] + self.student_heads,
-                momentum,
-            )
+            students = list(self.student_heads)
+            teachers = list(self.teacher_heads)
+            if self.teacher_vision_encoder is not None:
+                students.insert(0, self.backbone.vision_encoder)
+                teachers.insert(0, self.teacher_vision_encoder)
+            ema_update(teachers, students, momentum)
 
-    def _diagnostics(self, student_logits, teacher_probs, patch_mask):
+    def _diagnostics(self, student_logits, teacher_probs, loss_token_mask):
         """Whether self-distillation is alive (`DIAGNOSTICS`): for each term
         in use, its teacher targets and the student logits it trains; zeros
         for a term that is off, so that every run logs the same values."""
@@ -487,7 +639,8 @@ class TIPSPretrainer(keras.Model):
                     student_logits["ibot"],
                     teacher_probs["ibot"],
                     self.ibot_center,
-                    mask=patch_mask,
+                    mask=loss_token_mask,
+                    teacher_mask=loss_token_mask,
                 )
             )
         return logged
@@ -571,6 +724,12 @@ class TIPSPretrainer(keras.Model):
                 "centering": self.centering,
                 "contrastive_view": self.contrastive_view,
                 "self_distillation_start_step": self.self_distillation_start_step,
+                "max_masked_patches": self.max_masked_patches,
+                "ibot_averaging": self.ibot_averaging,
+                "mask_loss_tokens": self.mask_loss_tokens,
+                "visible_token_weight": self.visible_token_weight,
+                "teacher": self.teacher,
+                "teacher_pass": self.teacher_pass,
             }
         )
         return config
@@ -581,6 +740,13 @@ class TIPSPretrainer(keras.Model):
         if isinstance(config["backbone"], dict):
             config["backbone"] = keras.layers.deserialize(config["backbone"])
         return cls(**config)
+
+
+def _at(tokens, loss_tokens):
+    """The (B, N, D) `tokens` at the loss tokens' positions (B, M, D)."""
+    if loss_tokens["indices"] is None:
+        return tokens
+    return take_tokens(tokens, loss_tokens["indices"])
 
 
 def _valid(batch, key, batch_size):

@@ -14,6 +14,8 @@ recipe files leave them unset (None) and resolving fills them in:
 | `data.pipeline.seed`                | `train.seed`                     |
 | `model.text["max_sequence_length"]` | `data.sequence_length`           |
 | `optimizer.total_steps`             | `train.total_steps`              |
+| `objective.max_masked_patches`      | `round(data.pipeline.mask.ratio  |
+|                                     | * N)`, N patches of the crop     |
 | `model.vision["position_grid_size"]`| `data.image_size // patch size`  |
 | `evaluation.image_size`             | `data.image_size`                |
 
@@ -37,6 +39,7 @@ import importlib.util
 import os
 from typing import Callable
 
+from keras_tips.data.masking import num_masked_patches
 from keras_tips.data.pipeline_config import SETTINGS_FROM_RECIPE
 from keras_tips.data.pipeline_config import PipelineConfig
 from keras_tips.training.optimizers import OptimizerConfig
@@ -75,7 +78,16 @@ class ModelConfig:
 @dataclasses.dataclass
 class ObjectiveConfig:
     """Arguments of `TIPSPretrainer` (all but the backbone and
-    `total_steps`, which is `train.total_steps`)."""
+    `total_steps`, which is `train.total_steps`); see its docstring.
+
+    The TIPSv2 options, each composable with the others:
+    `mask_loss_tokens="all"` (iBOT++, with `visible_token_weight`) and
+    `teacher="heads_only"` (head-only EMA, with `teacher_pass`).
+    `max_masked_patches` follows the mask settings: the exact number of
+    patches a mask holds, `round(data.pipeline.mask.ratio * N)` for the N
+    patches of the global crop (at least 1), the static bound to which the
+    iBOT heads' tokens are gathered.
+    """
 
     num_prototypes: int = 1024
     head_hidden_dim: int = 256
@@ -95,6 +107,12 @@ class ObjectiveConfig:
     centering: str = "centering"
     contrastive_view: str = "unmasked"
     self_distillation_start_step: int = 0
+    max_masked_patches: int | None = None
+    ibot_averaging: str = "masked_images"
+    mask_loss_tokens: str = "masked"
+    visible_token_weight: float = 1.0
+    teacher: str = "ema"
+    teacher_pass: str = "separate"
 
 
 def recipe_pipeline_config(settings=None):
@@ -241,6 +259,12 @@ def _patch_size(recipe):
     return recipe.model.vision["patch_size"]
 
 
+def _masked_patches(recipe):
+    """Patches a mask of the recipe holds: `round(ratio * N)`, at least 1."""
+    grid = recipe.data.image_size // _patch_size(recipe)
+    return max(1, num_masked_patches(grid * grid, recipe.data.pipeline.mask.ratio))
+
+
 FOLLOWED_FIELDS = (
     FollowedField(
         "data.pipeline.global_image_size",
@@ -260,6 +284,12 @@ FOLLOWED_FIELDS = (
         "optimizer.total_steps",
         "train.total_steps",
         lambda r: r.train.total_steps,
+    ),
+    FollowedField(
+        "objective.max_masked_patches",
+        "round(data.pipeline.mask.ratio * (data.image_size // "
+        "model.vision.patch_size) ** 2)",
+        _masked_patches,
     ),
     FollowedField(
         "model.vision.position_grid_size",

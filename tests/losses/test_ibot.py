@@ -1,10 +1,14 @@
-"""iBOT masked patch loss against a NumPy transcription."""
+"""iBOT masked patch loss (and iBOT++ weights, gathered loss tokens) against
+a NumPy transcription."""
 
 import keras
 import numpy as np
 import pytest
 
 from keras_tips.losses.ibot import ibot_patch_loss
+from keras_tips.losses.ibot import loss_token_indices
+from keras_tips.losses.ibot import patch_loss_weights
+from keras_tips.losses.ibot import take_tokens
 from tests.losses.numpy_references import np_softmax
 
 pytestmark = pytest.mark.multibackend
@@ -84,3 +88,42 @@ def test_bad_average_over():
     with pytest.raises(ValueError, match="average_over"):
         ibot_patch_loss(student, teacher, np.ones((4, 6), bool), 0.1, "patches")
 
+
+
+def test_token_weights_weigh_each_patch_within_its_image():
+    student, teacher, rng = data(5)
+    mask = rng.random((4, 6)) < 0.5
+    mask[:, 0] = True
+    weights = patch_loss_weights(mask, "all", visible_token_weight=0.25)
+    weights = keras.ops.convert_to_numpy(weights)
+    np.testing.assert_array_equal(weights, np.where(mask, 1.0, 0.25))
+    log_p = np.log(np_softmax(student.astype(np.float64) / 0.1))
+    ce = -np.sum(teacher * log_p, -1)
+    want = np.mean((ce * weights).sum(-1) / weights.sum(-1))
+    np.testing.assert_allclose(value(student, teacher, weights, 0.1), want, rtol=1e-5)
+    # "masked" weighs the masked patches alone: the bool-mask loss.
+    masked = patch_loss_weights(mask, "masked")
+    np.testing.assert_allclose(
+        value(student, teacher, masked, 0.1), value(student, teacher, mask, 0.1), rtol=1e-6
+    )
+    with pytest.raises(ValueError, match="mask_loss_tokens"):
+        patch_loss_weights(mask, "visible")
+
+
+def test_gathered_loss_tokens_give_the_dense_loss():
+    student, teacher, rng = data(6, patches=9)
+    mask = np.zeros((4, 9), bool)
+    for row in (0, 2, 3):  # 3 masked patches per masked image, as the masker
+        mask[row, rng.permutation(9)[:3]] = True
+    indices, weights = loss_token_indices(keras.ops.cast(mask, "float32"), 3)
+    indices = keras.ops.convert_to_numpy(indices)
+    # The masked positions first, in order; the unmasked image's slots weigh 0.
+    for row in (0, 2, 3):
+        np.testing.assert_array_equal(indices[row], np.flatnonzero(mask[row]))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(weights)[1], 0.0)
+    gathered = value(
+        take_tokens(student, indices), take_tokens(teacher, indices), weights, 0.1
+    )
+    assert gathered == pytest.approx(value(student, teacher, mask, 0.1), rel=1e-6)
+    with pytest.raises(ValueError, match="max_tokens"):
+        loss_token_indices(keras.ops.cast(mask, "float32"), 10)

@@ -17,6 +17,7 @@ from keras_tips.training.recipe import load_recipe
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = os.path.join(ROOT, "recipes", "tiny_shapes.py")
 B14 = os.path.join(ROOT, "recipes", "tips_b14_webli.py")
+V2_B14 = os.path.join(ROOT, "recipes", "tips_v2_b14.py")
 
 # A small model and data set: the demo recipe's structure at test size.
 SMALL = [
@@ -174,15 +175,55 @@ def test_demo_runs_end_to_end_at_reduced_size(tmp_path):
     assert [h["step"] for h in history] == [3, 6]
 
 
-def test_b14_recipe_smoke_at_reduced_size(tmp_path):
-    """The paper-scale recipe's objective, optimizer, bf16 and data-parallel
+def test_v2_recipe_sets_the_tips_v2_objective():
+    recipe = load_recipe(V2_B14, ["data.path='x'", "data.tokenizer='y'"])
+    objective, optimizer = recipe.objective, recipe.optimizer
+    assert (objective.mask_loss_tokens, objective.teacher) == ("all", "heads_only")
+    assert recipe.data.multi_granularity_captions is True
+    # 75 % of the 16 x 16 patches of a 224 px crop.
+    assert objective.max_masked_patches == 192
+    assert recipe.model.vision["position_grid_size"] == 32
+    rows = docstring_table(V2_B14)
+    pipeline = recipe.data.pipeline
+    assert rows["patch loss"] == (
+        f"iBOT++: {objective.mask_loss_tokens} tokens, visible weight "
+        f"{objective.visible_token_weight}"
+    )
+    assert rows["teacher"] == (
+        f"heads only, momentum {objective.teacher_momentum[0]} -> "
+        f"{objective.teacher_momentum[1]}"
+    )
+    assert rows["loss weights"] == (
+        f"distill {objective.distill_weight}, patch {objective.mask_weight}"
+    )
+    assert rows["steps"] == (
+        f"{recipe.train.total_steps:,}, {optimizer.warmup_steps:,} warm-up, "
+        f"checkpoint every {recipe.train.steps_per_checkpoint:,}"
+    )
+    assert rows["frozen prototypes"] == f"first {optimizer.freeze_last_layer_steps:,} steps"
+    assert rows["global / local crops"] == (
+        f"1 x {pipeline.global_image_size} px / {pipeline.local_crop_count} x "
+        f"{pipeline.local_image_size} px"
+    )
+    assert rows["heads"] == (
+        f"{objective.num_prototypes:,} prototypes, MLP {objective.head_hidden_dim:,}, "
+        f"bottleneck {objective.head_bottleneck_dim}"
+    )
+    # The v1 recipe keeps the v1 objective.
+    v1 = load_recipe(B14, ["data.path='x'", "data.tokenizer='y'"]).objective
+    assert (v1.mask_loss_tokens, v1.teacher) == ("masked", "ema")
+
+
+@pytest.mark.parametrize("path", [B14, V2_B14])
+def test_b14_recipe_smoke_at_reduced_size(tmp_path, path):
+    """The paper-scale recipes' objective, optimizer, bf16 and data-parallel
     settings run for a few steps on tiny random data (sizes shrunk)."""
     from keras_tips.data.shapes import write_shapes_jsonl
     from keras_tips.training.loop import pretrain
 
     write_shapes_jsonl(str(tmp_path / "data"), num_examples=16, image_size=56)
     index = next(p for p in (tmp_path / "data").iterdir() if p.suffix == ".jsonl")
-    recipe = load_recipe(B14, [
+    recipe = load_recipe(path, [
         "data.source='jsonl'",
         f"data.path='{index}'",
         f"data.tokenizer='{ROOT}/tests/testdata/tips_tiny/tokenizer.model'",
@@ -212,7 +253,8 @@ def test_b14_recipe_smoke_at_reduced_size(tmp_path):
     assert recipe.data.pipeline.mask.mode == "block"
     # The crop, the position grid and the text length followed the sources.
     assert recipe.data.pipeline.global_image_size == 56
-    assert recipe.model.vision["position_grid_size"] == 4
+    if path == B14:
+        assert recipe.model.vision["position_grid_size"] == 4
     assert recipe.model.text["max_sequence_length"] == 16
     pretrainer = pretrain(recipe, str(tmp_path / "run"), verbose=0)
     assert int(pretrainer.step_counter.numpy()) == 2

@@ -145,6 +145,8 @@ def test_sources_move_what_follows_them():
     assert recipe.model.text["max_sequence_length"] == 32
     assert recipe.optimizer.total_steps == 600
     assert recipe.data.pipeline.seed == 3
+    # 196 patches, half of them masked.
+    assert recipe.objective.max_masked_patches == 98
     # The crop and the patch size change together (64 is no multiple of 14).
     recipe = load_recipe(TINY, ["data.image_size=64", "model.vision.patch_size=16"])
     assert recipe.data.pipeline.global_image_size == 64
@@ -169,6 +171,18 @@ def test_contradictory_overrides_are_refused(override, source):
     message = str(error.value)
     assert f"{override} contradicts {source}" in message
     assert f"Set {source.split('=')[0]} instead, or leave {field} unset" in message
+
+
+def test_the_masked_patch_bound_follows_the_mask_settings():
+    recipe = load_recipe(TINY)
+    assert recipe.data.pipeline.mask.ratio == 0.5
+    assert recipe.objective.max_masked_patches == 8  # of 16 patches
+    apply_overrides(recipe, ["data.pipeline.mask.ratio=0.75"]).validate()
+    assert recipe.objective.max_masked_patches == 12
+    # No mask at all still gathers one (zero-weight) token.
+    assert load_recipe(TINY, ["data.pipeline.mask.ratio=0.0"]).objective.max_masked_patches == 1
+    with pytest.raises(ValueError, match=r"objective.max_masked_patches=5 contradicts round\(data.pipeline.mask.ratio"):
+        load_recipe(TINY, ["objective.max_masked_patches=5"])
 
 
 def test_agreeing_overrides_are_accepted():

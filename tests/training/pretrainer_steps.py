@@ -1,9 +1,10 @@
 """Recorded train steps of the TIPS objective, per backend.
 
-Two tiny pretrainers that between them use every option of the objective
+Three tiny pretrainers that between them use every option of the objective
 (centering and Sinkhorn-Knopp, unmasked and masked contrastive view, two
 heads and one shared head, "available" and "fixed" caption weighting, KoLeo,
-a teacher-temperature warm-up, batches with missing captions) take two SGD
+a teacher-temperature warm-up, batches with missing captions, gathered loss
+tokens, iBOT++ with averaging over all images, the head-only EMA teacher) take two SGD
 steps on fixed batches. What is recorded: every logged value of each step,
 and for every variable of the pretrainer (student, EMA teacher, heads,
 centres, step counter) the sum and the absolute sum of its change over the
@@ -30,7 +31,8 @@ from tests.training.pretrain_fixtures import tiny_pretrainer
 
 TESTDATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "testdata")
 CONFIGS = {
-    "centering": dict(koleo_weight=0.1),
+    # The gather of the loss tokens with a bound that covers every patch.
+    "centering": dict(koleo_weight=0.1, max_masked_patches=16),
     "sinkhorn_knopp": dict(
         centering="sinkhorn_knopp",
         contrastive_view="masked",
@@ -38,6 +40,12 @@ CONFIGS = {
         caption_weighting="fixed",
         koleo_weight=0.1,
         teacher_temperature_warmup_steps=2,
+    ),
+    "tips_v2": dict(
+        mask_loss_tokens="all",
+        visible_token_weight=0.5,
+        ibot_averaging="all_images",
+        teacher="heads_only",
     ),
 }
 # The objective's values; the diagnostics (`DIAGNOSTICS`) describe its

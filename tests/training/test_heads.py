@@ -113,11 +113,20 @@ def test_weight_names_for_weight_decay():
     assert names == ["bias"] * 3 + ["kernel"] * 3 + ["prototypes"]
 
 
-def test_mixed_precision_output():
+def test_mixed_precision_keeps_the_prototype_logits_in_float32():
     head = small_head(dtype="mixed_bfloat16")
-    out = head(np.ones((2, 5), "float32"))
-    assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"
+    x = np.random.default_rng(0).normal(size=(2, 3, 5)).astype("float32")
+    out = head(x)
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"
     assert keras.backend.standardize_dtype(head.prototypes.dtype) == "float32"
+    # The MLP runs in bfloat16; the scores of its (bfloat16) bottleneck are
+    # float32 cosines, not bfloat16 roundings of them.
+    assert keras.backend.standardize_dtype(head.mlp_layers[0](x).dtype) == "bfloat16"
+    logits = keras.ops.convert_to_numpy(out)
+    rounded = keras.ops.convert_to_numpy(
+        keras.ops.cast(keras.ops.cast(out, "bfloat16"), "float32")
+    )
+    assert np.abs(logits - rounded).max() > 0
 
 
 def test_rejects_zero_layers():

@@ -1,5 +1,8 @@
 """build_optimizer / TIPSAdamW: schedule, weight decay exclusions, layer-wise
-learning-rate decay, clipping, serialisation, a compiled fit step."""
+learning-rate decay, global and per-module clipping, a frozen prototype
+layer, serialisation, a compiled fit step."""
+
+import re
 
 import keras
 import numpy as np
@@ -211,3 +214,96 @@ def test_compiled_fit_step_with_layer_decay():
     # Two blocks: blocks_0 is layer 1 of 2 -> 0.5 ** (2 + 1 - 1).
     assert optimizer.lr_multiplier(model.get_layer("blocks_0").kernel) == 0.25
     assert optimizer.lr_multiplier(model.get_layer("norm").gamma) == 1.0
+
+
+class _Prototypes(keras.layers.Layer):
+    """x @ prototypes, with the name of the heads' last layer."""
+
+    def build(self, input_shape):
+        self.prototypes = self.add_weight(
+            name="prototypes", shape=(input_shape[-1], 3), initializer="ones"
+        )
+
+    def call(self, x):
+        return keras.ops.matmul(x, self.prototypes)
+
+
+def test_frozen_last_layer_moves_only_after_its_steps():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(4, name="blocks_0")(inputs)
+    head = _Prototypes(name="dino_head")
+    model = keras.Model(inputs, head(hidden))
+    optimizer = build_optimizer(
+        peak_learning_rate=1e-2, total_steps=8, weight_decay=0.5,
+        freeze_last_layer_steps=2,
+    )
+    model.compile(optimizer=optimizer, loss="mse")
+    x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
+    y = np.ones((8, 3), "float32")
+    before = snapshot(model.trainable_variables)
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)  # 2 steps
+    after = snapshot(model.trainable_variables)
+    assert int(keras.ops.convert_to_numpy(optimizer.iterations)) == 2
+    prototypes = head.prototypes.path
+    np.testing.assert_array_equal(after[prototypes], before[prototypes])
+    assert not np.array_equal(after["blocks_0/kernel"], before["blocks_0/kernel"])
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    later = snapshot(model.trainable_variables)
+    assert not np.array_equal(later[prototypes], after[prototypes])
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
+    assert restored.freeze_last_layer_steps == 2
+
+
+def test_module_clipnorm_bounds_each_module_and_leaves_the_others():
+    patterns = {"image": "^image_", "heads": "^head_"}
+    variables = [
+        keras.Variable(np.zeros((2,), "float32"), name=name)
+        for name in ("image_a", "image_b", "head_a", "text_a")
+    ]
+    optimizer = TIPSAdamW(
+        weight_decay=0.0, module_clipnorm={"image": 1.0, "heads": 100.0},
+        module_patterns=patterns,
+    )
+    optimizer.build(variables)
+    grads = [
+        keras.ops.convert_to_tensor(np.array(g, "float32"))
+        for g in ([3.0, 0.0], [0.0, 4.0], [30.0, 40.0], [300.0, 400.0])
+    ]
+    clipped = [
+        keras.ops.convert_to_numpy(g)
+        for g in optimizer._clip_modules(grads, variables)
+    ]
+    # The image module's joint norm 5 is scaled to 1, together.
+    np.testing.assert_allclose(clipped[0], [0.6, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(clipped[1], [0.0, 0.8], rtol=1e-6)
+    # Below its bound, and outside every clipped module: untouched.
+    np.testing.assert_array_equal(clipped[2], [30.0, 40.0])
+    np.testing.assert_array_equal(clipped[3], [300.0, 400.0])
+    with pytest.raises(ValueError, match="module"):
+        TIPSAdamW(module_clipnorm={"vision": 1.0})
+    with pytest.raises(ValueError, match="No trainable variable"):
+        TIPSAdamW(
+            module_clipnorm={"text": 1.0}, module_patterns=patterns | {"text": "^x"}
+        ).build(variables)
+
+
+def test_default_modules_cover_the_pretrainer():
+    from keras_tips.training.optimizers import DEFAULT_MODULE_PATTERNS
+    from tests.training.pretrain_fixtures import tiny_pretrainer
+
+    pretrainer = tiny_pretrainer()
+    paths = [v.path for v in pretrainer.trainable_variables]
+    for path in paths:
+        modules = [
+            name
+            for name, pattern in DEFAULT_MODULE_PATTERNS.items()
+            if re.search(pattern, path)
+        ]
+        assert len(modules) == 1, (path, modules)
+    optimizer = TIPSAdamW(
+        module_clipnorm={"image": 1.0, "text": 1.0, "heads": 1.0}
+    )
+    optimizer.build(pretrainer.trainable_variables)
+    sizes = {name: len(members) for name, members in optimizer._modules.items()}
+    assert sum(sizes.values()) == len(paths) and min(sizes.values()) > 0
