@@ -12,6 +12,25 @@ from PIL import Image
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
+class UnreadableImageError(OSError):
+    """An image file that cannot be decoded (damaged, truncated, not an
+    image, or a format PIL does not read).
+
+    Raised by `load_image` so that a caller reading a folder can skip the
+    file and count it, while other errors (a missing file, a bad `size`)
+    still stop it. The message names the file; the decoder's own error is
+    the `__cause__`.
+
+    Example:
+    ```python
+    try:
+        image = load_image("photos/broken.jpg", (448, 448))
+    except UnreadableImageError as error:
+        print(f"skipped: {error}")
+    ```
+    """
+
+
 def list_image_files(folder):
     """Names of the image files of `folder` (by suffix, any case), sorted.
 
@@ -41,12 +60,29 @@ def load_image(path, size):
     Returns:
         A float32 array (height, width, 3) in [0, 1].
 
+    Raises:
+        UnreadableImageError: the file exists but does not decode as an
+            image.
+        FileNotFoundError: there is no such file.
+
     Example:
     ```python
     image = load_image("cat.jpg", (448, 448))
     features = model.encode_images(image[None])
     ```
     """
-    with Image.open(path) as image:
-        image = image.convert("RGB").resize((size[1], size[0]), Image.BICUBIC)
-        return np.asarray(image, dtype="float32") / 255.0
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB")  # Decodes every pixel.
+    except FileNotFoundError:
+        raise
+    except Exception as error:
+        # Damaged files raise many types (UnidentifiedImageError, OSError for
+        # a truncated file, SyntaxError, struct.error, EOFError, PIL's
+        # DecompressionBombError, ...).
+        raise UnreadableImageError(
+            f"Cannot read {os.fspath(path)!r} as an image "
+            f"({type(error).__name__}: {error})."
+        ) from error
+    image = image.resize((size[1], size[0]), Image.BICUBIC)
+    return np.asarray(image, dtype="float32") / 255.0

@@ -1,8 +1,10 @@
 """Image files read for a model: listed by suffix, RGB floats in [0, 1]."""
 
 import numpy as np
+import pytest
 from PIL import Image
 
+from keras_tips.data.image_files import UnreadableImageError
 from keras_tips.data.image_files import list_image_files
 from keras_tips.data.image_files import load_image
 
@@ -23,3 +25,21 @@ def test_loads_rgb_floats_at_the_size_given(tmp_path):
     resized = load_image(str(tmp_path / "gray.png"), (14, 28))
     assert resized.shape == (14, 28, 3)
     assert 0.0 <= resized.min() and resized.max() <= 1.0
+
+
+def test_an_undecodable_file_raises_unreadable_image_error(tmp_path):
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "whole.png")
+    data = (tmp_path / "whole.png").read_bytes()
+    (tmp_path / "truncated.png").write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.jpg").write_text("not an image", encoding="utf-8")
+    (tmp_path / "empty.png").write_bytes(b"")
+    for name in ("truncated.png", "text.jpg", "empty.png"):
+        with pytest.raises(UnreadableImageError, match=name) as error:
+            load_image(str(tmp_path / name), (14, 14))
+        assert isinstance(error.value, OSError)
+        assert error.value.__cause__ is not None
+    # A missing file is not an unreadable image: the caller's mistake.
+    with pytest.raises(FileNotFoundError) as error:
+        load_image(str(tmp_path / "missing.png"), (14, 14))
+    assert not isinstance(error.value, UnreadableImageError)
