@@ -31,11 +31,15 @@ class UnreadableImageError(OSError):
     """
 
 
-def list_image_files(folder):
+def list_image_files(folder, recursive=False):
     """Names of the image files of `folder` (by suffix, any case), sorted.
 
     Args:
         folder: str. A directory.
+        recursive: bool. Also list the images of its subfolders (at any
+            depth), as paths relative to `folder` with "/" separators.
+            Hidden subfolders (names starting with ".", e.g. `.git`) are
+            not entered.
 
     Returns:
         A sorted list of file names (not paths); empty when there are none.
@@ -43,11 +47,24 @@ def list_image_files(folder):
     Example:
     ```python
     names = list_image_files("photos")  # ["cat.jpg", "dog.png"]
+    names = list_image_files("photos", recursive=True)  # [..., "2024/x.jpg"]
     ```
     """
-    return sorted(
-        name for name in os.listdir(folder) if name.lower().endswith(IMAGE_SUFFIXES)
-    )
+    if not recursive:
+        return sorted(
+            name
+            for name in os.listdir(folder)
+            if name.lower().endswith(IMAGE_SUFFIXES)
+        )
+    names = []
+    for directory, subfolders, files in os.walk(folder):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        relative = os.path.relpath(directory, folder)
+        for name in files:
+            if name.lower().endswith(IMAGE_SUFFIXES):
+                path = name if relative == "." else os.path.join(relative, name)
+                names.append(path.replace(os.sep, "/"))
+    return sorted(names)
 
 
 def load_image(path, size):

@@ -43,3 +43,14 @@ def test_an_undecodable_file_raises_unreadable_image_error(tmp_path):
     with pytest.raises(FileNotFoundError) as error:
         load_image(str(tmp_path / "missing.png"), (14, 14))
     assert not isinstance(error.value, UnreadableImageError)
+
+
+def test_lists_images_recursively_as_relative_paths(tmp_path):
+    (tmp_path / "b" / "deeper").mkdir(parents=True)
+    (tmp_path / ".hidden").mkdir()
+    for name in ("z.png", "b/a.JPG", "b/deeper/c.webp", "b/notes.txt", ".hidden/x.png"):
+        (tmp_path / name).write_bytes(b"")
+    assert list_image_files(str(tmp_path)) == ["z.png"]
+    assert list_image_files(str(tmp_path), recursive=True) == [
+        "b/a.JPG", "b/deeper/c.webp", "z.png"
+    ]
