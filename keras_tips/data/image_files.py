@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 from PIL import Image
+from PIL import ImageOps
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -70,6 +71,10 @@ def list_image_files(folder, recursive=False):
 def load_image(path, size):
     """Reads an image file as RGB floats in [0, 1] at `size` (bicubic).
 
+    The picture is turned upright first as its EXIF orientation tag says
+    (phone photographs are often stored sideways with such a tag), so the
+    model sees what an image viewer shows.
+
     Args:
         path: str. An image file PIL reads (any mode; converted to RGB).
         size: (height, width) to resize to.
@@ -90,7 +95,8 @@ def load_image(path, size):
     """
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB")  # Decodes every pixel.
+            # Decodes every pixel.
+            image = ImageOps.exif_transpose(image).convert("RGB")
     except FileNotFoundError:
         raise
     except Exception as error:

@@ -54,3 +54,21 @@ def test_lists_images_recursively_as_relative_paths(tmp_path):
     assert list_image_files(str(tmp_path), recursive=True) == [
         "b/a.JPG", "b/deeper/c.webp", "z.png"
     ]
+
+
+def test_turns_a_photo_upright_by_its_exif_orientation(tmp_path):
+    # A 2 x 3 picture stored sideways; orientation 6 asks viewers to rotate
+    # it 90 degrees clockwise, giving 3 rows and 2 columns.
+    stored = np.zeros((2, 3, 3), dtype=np.uint8)
+    stored[0, 0] = (255, 0, 0)  # red in the stored top-left corner
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = 6  # Orientation
+    image.save(tmp_path / "sideways.png", exif=exif)
+    upright = load_image(str(tmp_path / "sideways.png"), (3, 2))
+    # Rotated clockwise, the stored top-left corner is the top-right one.
+    np.testing.assert_array_equal(upright[0, 1], [1.0, 0.0, 0.0])
+    assert upright[..., 0].sum() == 1.0
+    # Without the tag the same pixels are read as stored.
+    Image.fromarray(stored).save(tmp_path / "plain.png")
+    np.testing.assert_array_equal(load_image(str(tmp_path / "plain.png"), (2, 3)), stored / 255.0)
