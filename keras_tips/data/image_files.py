@@ -1,4 +1,5 @@
-"""Image files on disk, read for a model (`keras-tips embed`, `show`).
+"""Image files on disk, read for a model (`keras-tips embed`, `show`, `classify`,
+`evaluate`) or as segmentation label maps.
 
 `load_image` is the one place such a file becomes the model's input, so a
 change of preprocessing is made here once for every caller.
@@ -109,3 +110,48 @@ def load_image(path, size):
         ) from error
     image = image.resize((size[1], size[0]), Image.BICUBIC)
     return np.asarray(image, dtype="float32") / 255.0
+
+
+def load_label_map(path):
+    """Reads a segmentation label map (one class id per pixel), unresized.
+
+    Label maps are single-channel images: 8- or 16-bit grayscale (`L`,
+    `I;16`, `I`) or palette (`P`, whose palette indices are the ids), as
+    ADE20K, Pascal VOC and Cityscapes store them. The ids are returned as
+    stored; what they mean (e.g. 0 = unlabelled) is the dataset's convention.
+
+    Args:
+        path: str. A PNG (or other lossless) label map.
+
+    Returns:
+        An int64 array (height, width).
+
+    Raises:
+        UnreadableImageError: the file does not decode as an image.
+        ValueError: the image has colour channels (an RGB picture is not a
+            label map).
+        FileNotFoundError: there is no such file.
+
+    Example:
+    ```python
+    labels = load_label_map("annotations/validation/ADE_val_00000001.png")
+    ```
+    """
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+            labels = np.asarray(image)  # Decodes every pixel.
+    except FileNotFoundError:
+        raise
+    except Exception as error:
+        raise UnreadableImageError(
+            f"Cannot read {os.fspath(path)!r} as a label map "
+            f"({type(error).__name__}: {error})."
+        ) from error
+    if labels.ndim != 2:
+        raise ValueError(
+            f"{os.fspath(path)!r} is not a label map: it has mode {mode!r} "
+            f"(shape {labels.shape}). Label maps hold one class id per "
+            "pixel (grayscale or palette PNG)."
+        )
+    return labels.astype(np.int64)

@@ -7,6 +7,7 @@ from PIL import Image
 from keras_tips.data.image_files import UnreadableImageError
 from keras_tips.data.image_files import list_image_files
 from keras_tips.data.image_files import load_image
+from keras_tips.data.image_files import load_label_map
 
 
 def test_lists_images_by_suffix_sorted(tmp_path):
@@ -72,3 +73,25 @@ def test_turns_a_photo_upright_by_its_exif_orientation(tmp_path):
     # Without the tag the same pixels are read as stored.
     Image.fromarray(stored).save(tmp_path / "plain.png")
     np.testing.assert_array_equal(load_image(str(tmp_path / "plain.png"), (2, 3)), stored / 255.0)
+
+
+def test_reads_label_maps_unresized_and_refuses_rgb(tmp_path):
+    import pytest
+
+    ids = np.random.default_rng(0).integers(0, 151, (5, 7), dtype=np.uint8)
+    Image.fromarray(ids).save(tmp_path / "gray.png")
+    palette = Image.fromarray(ids).convert("P")
+    palette.putpalette(list(range(256)) * 3)
+    palette.save(tmp_path / "palette.png")
+    Image.fromarray(ids.astype(np.uint16) * 300).save(tmp_path / "wide.png")
+    ids = ids.astype(np.int64)
+    for name, expected in (("gray.png", ids), ("palette.png", ids), ("wide.png", ids * 300)):
+        labels = load_label_map(str(tmp_path / name))
+        assert labels.dtype == np.int64
+        np.testing.assert_array_equal(labels, expected)
+    Image.fromarray(np.stack([ids.astype(np.uint8)] * 3, -1)).save(tmp_path / "rgb.png")
+    with pytest.raises(ValueError, match="rgb.png.*not a label map"):
+        load_label_map(str(tmp_path / "rgb.png"))
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(UnreadableImageError, match="broken.png"):
+        load_label_map(str(tmp_path / "broken.png"))
