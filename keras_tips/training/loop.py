@@ -110,8 +110,8 @@ def build_pretrainer(recipe, vocabulary_size):
     model = recipe.model
     text = dict(model.text, vocabulary_size=vocabulary_size)
     backbone = TIPSBackbone(
-        TIPSVisionEncoder(**model.vision, name="vision_encoder"),
-        TIPSTextEncoder(**text, name="text_encoder"),
+        TIPSVisionEncoder(**model.vision, dtype=model.dtype, name="vision_encoder"),
+        TIPSTextEncoder(**text, dtype=model.dtype, name="text_encoder"),
         temperature=model.temperature,
         dtype=model.dtype,
     )
