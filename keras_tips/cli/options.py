@@ -9,12 +9,11 @@ import os
 DTYPES = ("float32", "bfloat16", "float16", "mixed_bfloat16", "mixed_float16")
 
 
-def add_dtype_argument(parser, what="the model runs in"):
+def add_dtype_argument(parser, default="the preset's, float32 for the released ones"):
     parser.add_argument(
         "--dtype", choices=DTYPES, default=None,
-        help=f"Keras dtype policy {what} (default: the preset's, float32 "
-        "for the released ones); bfloat16 halves memory and is faster on "
-        "accelerators",
+        help=f"Keras dtype policy of the model (default: {default}); the "
+        "bfloat16 ones save memory and are faster on accelerators",
     )
 
 

@@ -166,3 +166,12 @@ def test_version(capsys):
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.startswith(f"keras-tips {__version__} (Keras ")
+
+
+def test_pretrain_dtype_sets_the_recipe_dtype():
+    from keras_tips.cli.pretrain import dtype_overrides
+
+    assert dtype_overrides(["train.total_steps=5"], None) == ["train.total_steps=5"]
+    assert dtype_overrides(["model.dtype='bfloat16'"], "bfloat16")[-1] == "model.dtype='bfloat16'"
+    with pytest.raises(ValueError, match="--dtype mixed_bfloat16 contradicts --set model.dtype=float32"):
+        dtype_overrides(["model.dtype=float32"], "mixed_bfloat16")
