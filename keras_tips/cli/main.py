@@ -84,20 +84,24 @@ def build_parser():
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
     from keras_tips.cli.classify import add_classify
+    from keras_tips.cli.convert_dpt import add_convert_dpt
     from keras_tips.cli.demo import add_demo
     from keras_tips.cli.embed import add_embed
     from keras_tips.cli.evaluate import add_evaluate
+    from keras_tips.cli.predict import add_predict
     from keras_tips.cli.pretrain import add_ablation
     from keras_tips.cli.pretrain import add_pretrain
     from keras_tips.cli.show import add_show
 
     _add_convert(subparsers)
+    add_convert_dpt(subparsers)
     add_pretrain(subparsers)
     add_ablation(subparsers)
     add_evaluate(subparsers)
     add_embed(subparsers)
     add_classify(subparsers)
     add_show(subparsers)
+    add_predict(subparsers)
     add_demo(subparsers)
     return parser
 

@@ -1,17 +1,26 @@
-"""Image files on disk, read for a model (`keras-tips embed`, `show`, `classify`,
-`evaluate`) or as segmentation label maps.
+"""Image files on disk, read for a model (`keras-tips embed`, `show`,
+`classify`, `evaluate`, `predict`) or as segmentation label maps.
 
-`load_image` is the one place such a file becomes the model's input, so a
-change of preprocessing is made here once for every caller.
+`load_image` is the one place such a file becomes the model's input: it
+decodes the file with PIL and preprocesses it with `TIPSImageConverter`, the
+official squash resize, so every caller sees what the model was trained on.
 """
 
+import functools
 import os
 
 import numpy as np
+from keras import ops
 from PIL import Image
 from PIL import ImageOps
 
+from keras_tips.models.tips_image_converter import TIPSImageConverter
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+# EXIF orientations that turn the picture by a quarter (width and height
+# swap when it is set upright).
+_QUARTER_TURNS = (5, 6, 7, 8)
+_EXIF_ORIENTATION = 0x0112
 
 
 class UnreadableImageError(OSError):
@@ -31,6 +40,13 @@ class UnreadableImageError(OSError):
         print(f"skipped: {error}")
     ```
     """
+
+
+def _unreadable(path, error):
+    return UnreadableImageError(
+        f"Cannot read {os.fspath(path)!r} as an image "
+        f"({type(error).__name__}: {error})."
+    )
 
 
 def list_image_files(folder, recursive=False):
@@ -69,16 +85,61 @@ def list_image_files(folder, recursive=False):
     return sorted(names)
 
 
-def load_image(path, size):
-    """Reads an image file as RGB floats in [0, 1] at `size` (bicubic).
+def read_image_size(path):
+    """The (height, width) of an image file, read from its header.
 
-    The picture is turned upright first as its EXIF orientation tag says
-    (phone photographs are often stored sideways with such a tag), so the
-    model sees what an image viewer shows.
+    This is the size of the image as `load_image` decodes it, before it
+    resizes it: a caller that maps predictions back onto the file's pixels
+    uses it. Like `load_image`, it follows the EXIF orientation tag: a
+    picture stored sideways with a quarter-turn tag has its sides swapped.
 
     Args:
-        path: str. An image file PIL reads (any mode; converted to RGB).
-        size: (height, width) to resize to.
+        path: str. An image file PIL reads.
+
+    Returns:
+        A (height, width) tuple of ints.
+
+    Raises:
+        UnreadableImageError: the file exists but is not an image PIL reads.
+        FileNotFoundError: there is no such file.
+
+    Example:
+    ```python
+    height, width = read_image_size("cat.jpg")
+    ```
+    """
+    try:
+        with Image.open(path) as image:
+            height, width = int(image.height), int(image.width)
+            orientation = image.getexif().get(_EXIF_ORIENTATION)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # As in `load_image`.
+        raise _unreadable(path, error) from error
+    if orientation in _QUARTER_TURNS:
+        return width, height
+    return height, width
+
+
+@functools.lru_cache(maxsize=8)
+def _image_converter(size):
+    return TIPSImageConverter(image_size=size)
+
+
+def load_image(path, size):
+    """Reads an image file as the model's input: RGB floats in [0, 1],
+    squash-resized to `size` as the official preprocessing does.
+
+    The file is decoded with PIL (any mode, converted to RGB), turned
+    upright as its EXIF orientation tag says (phone photographs are often
+    stored sideways with such a tag, so the model sees what an image viewer
+    shows), and run through `TIPSImageConverter`: bilinear with
+    antialiasing, no crop, no mean/std (see
+    `keras_tips.models.tips_image_converter`).
+
+    Args:
+        path: str. An image file PIL reads.
+        size: (height, width) to resize to, multiples of 14.
 
     Returns:
         A float32 array (height, width, 3) in [0, 1].
@@ -97,19 +158,16 @@ def load_image(path, size):
     try:
         with Image.open(path) as image:
             # Decodes every pixel.
-            image = ImageOps.exif_transpose(image).convert("RGB")
+            pixels = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
     except FileNotFoundError:
         raise
     except Exception as error:
         # Damaged files raise many types (UnidentifiedImageError, OSError for
         # a truncated file, SyntaxError, struct.error, EOFError, PIL's
         # DecompressionBombError, ...).
-        raise UnreadableImageError(
-            f"Cannot read {os.fspath(path)!r} as an image "
-            f"({type(error).__name__}: {error})."
-        ) from error
-    image = image.resize((size[1], size[0]), Image.BICUBIC)
-    return np.asarray(image, dtype="float32") / 255.0
+        raise _unreadable(path, error) from error
+    converter = _image_converter(tuple(int(side) for side in size))
+    return ops.convert_to_numpy(converter(pixels)).astype("float32")
 
 
 def load_label_map(path):

@@ -8,6 +8,7 @@ from keras_tips.data.image_files import UnreadableImageError
 from keras_tips.data.image_files import list_image_files
 from keras_tips.data.image_files import load_image
 from keras_tips.data.image_files import load_label_map
+from keras_tips.data.image_files import read_image_size
 
 
 def test_lists_images_by_suffix_sorted(tmp_path):
@@ -17,14 +18,16 @@ def test_lists_images_by_suffix_sorted(tmp_path):
 
 
 def test_loads_rgb_floats_at_the_size_given(tmp_path):
-    pixels = np.random.default_rng(0).integers(0, 256, (6, 10), dtype=np.uint8)
+    pixels = np.random.default_rng(0).integers(0, 256, (14, 28), dtype=np.uint8)
     Image.fromarray(pixels).save(tmp_path / "gray.png")
-    same = load_image(str(tmp_path / "gray.png"), (6, 10))
-    assert same.dtype == np.float32 and same.shape == (6, 10, 3)
+    same = load_image(str(tmp_path / "gray.png"), (14, 28))
+    assert same.dtype == np.float32 and same.shape == (14, 28, 3)
     # Same size: no resampling, every channel the gray value / 255.
-    np.testing.assert_array_equal(same, np.repeat(pixels[..., None], 3, -1) / np.float32(255))
-    resized = load_image(str(tmp_path / "gray.png"), (14, 28))
-    assert resized.shape == (14, 28, 3)
+    np.testing.assert_allclose(
+        same, np.repeat(pixels[..., None], 3, -1) / np.float32(255), rtol=0, atol=1e-6
+    )
+    resized = load_image(str(tmp_path / "gray.png"), (28, 14))
+    assert resized.shape == (28, 14, 3)
     assert 0.0 <= resized.min() and resized.max() <= 1.0
 
 
@@ -58,21 +61,27 @@ def test_lists_images_recursively_as_relative_paths(tmp_path):
 
 
 def test_turns_a_photo_upright_by_its_exif_orientation(tmp_path):
-    # A 2 x 3 picture stored sideways; orientation 6 asks viewers to rotate
-    # it 90 degrees clockwise, giving 3 rows and 2 columns.
-    stored = np.zeros((2, 3, 3), dtype=np.uint8)
-    stored[0, 0] = (255, 0, 0)  # red in the stored top-left corner
+    # A 28 x 42 picture stored sideways; orientation 6 asks viewers to
+    # rotate it 90 degrees clockwise, giving 42 rows and 28 columns.
+    stored = np.zeros((28, 42, 3), dtype=np.uint8)
+    stored[:14, :14] = (255, 0, 0)  # red in the stored top-left corner
     image = Image.fromarray(stored)
     exif = image.getexif()
     exif[0x0112] = 6  # Orientation
     image.save(tmp_path / "sideways.png", exif=exif)
-    upright = load_image(str(tmp_path / "sideways.png"), (3, 2))
+    # The size of the file as load_image decodes it is the upright one.
+    assert read_image_size(str(tmp_path / "sideways.png")) == (42, 28)
+    upright = load_image(str(tmp_path / "sideways.png"), (42, 28))
     # Rotated clockwise, the stored top-left corner is the top-right one.
-    np.testing.assert_array_equal(upright[0, 1], [1.0, 0.0, 0.0])
-    assert upright[..., 0].sum() == 1.0
+    red = np.zeros((42, 28), dtype=np.float32)
+    red[:14, 14:] = 1.0
+    np.testing.assert_allclose(upright[..., 0], red, atol=1e-6)
     # Without the tag the same pixels are read as stored.
     Image.fromarray(stored).save(tmp_path / "plain.png")
-    np.testing.assert_array_equal(load_image(str(tmp_path / "plain.png"), (2, 3)), stored / 255.0)
+    assert read_image_size(str(tmp_path / "plain.png")) == (28, 42)
+    np.testing.assert_allclose(
+        load_image(str(tmp_path / "plain.png"), (28, 42)), stored / 255.0, atol=1e-6
+    )
 
 
 def test_reads_label_maps_unresized_and_refuses_rgb(tmp_path):
@@ -95,3 +104,13 @@ def test_reads_label_maps_unresized_and_refuses_rgb(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG broken")
     with pytest.raises(UnreadableImageError, match="broken.png"):
         load_label_map(str(tmp_path / "broken.png"))
+
+
+def test_reads_the_size_of_an_image_file(tmp_path):
+    Image.fromarray(np.zeros((6, 10, 3), np.uint8)).save(tmp_path / "wide.png")
+    assert read_image_size(str(tmp_path / "wide.png")) == (6, 10)
+    (tmp_path / "text.png").write_text("not an image", encoding="utf-8")
+    with pytest.raises(UnreadableImageError, match="text.png"):
+        read_image_size(str(tmp_path / "text.png"))
+    with pytest.raises(FileNotFoundError):
+        read_image_size(str(tmp_path / "missing.png"))
