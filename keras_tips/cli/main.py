@@ -116,6 +116,7 @@ def main(argv=None):
         OSError,
         RuntimeError,
         FloatingPointError,
+        ImportError,  # An optional package (an extra) that is not installed.
     ) as error:
         print(f"keras-tips {args.command}: error: {error}", file=sys.stderr)
         return 2
