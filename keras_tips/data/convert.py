@@ -89,6 +89,11 @@ def run_from_args(args):
         f"skipped {summary['records_skipped']} "
         f"{summary['skipped'] or ''}".rstrip()
     )
+    if summary["caption_entries_dropped"]:
+        print(
+            f"Left out {summary['caption_entries_dropped']} synthetic caption "
+            "list entries that were not strings."
+        )
     return summary
 
 
@@ -97,10 +102,11 @@ def main(argv=None):
         prog="python -m keras_tips.data.convert",
         description=(
             "Convert a folder of images with a JSONL index "
-            '({"image": ..., "caption": ..., "synthetic_caption": ...}), or '
-            "webdataset tar shards as img2dataset writes them (.jpg + .txt / "
-            ".json per sample), into ArrayRecord shards for the grain "
-            "pipeline."
+            '({"image": ..., "caption": ..., "synthetic_caption": ...}; the '
+            "synthetic caption may be a list of captions of different "
+            "detail), or webdataset tar shards as img2dataset writes them "
+            "(.jpg + .txt / .json per sample), into ArrayRecord shards for "
+            "the grain pipeline."
         ),
     )
     add_arguments(parser)

@@ -17,13 +17,14 @@ Which members become which record field:
 |---------------------|----------------------------------------------------|
 | `image`             | the `.jpg` / `.jpeg` / `.png` / `.webp` / `.bmp` member, stored still encoded |
 | `caption`           | the `.txt` member; without one, the `.json` member's `"caption"` |
-| `synthetic_caption` | the `.json` member's `"synthetic_caption"`          |
+| `synthetic_caption` | the `.json` member's `"synthetic_caption"` (a string, or a list of captions of different detail) |
 | `key`               | the sample's key                                   |
 
 Other members and JSON keys (`.url.txt`, `"url"`, `"status"`, ...) are not
-stored. A caption that is not a string is treated as missing (counted by the
-pipeline as `no_caption`), and caption bytes that are not valid UTF-8 are
-kept so the pipeline reports them as `not_utf8`, as for a JSONL index.
+stored. JSON captions are read as a JSONL index's are (the same functions of
+`keras_tips.data.sources`): a caption that is not a string is treated as
+missing (counted by the pipeline as `no_caption`), and caption bytes that
+are not valid UTF-8 are kept so the pipeline reports them as `not_utf8`.
 
 The tar files are read as streams (`tarfile` mode `"r|*"`, gzip included):
 one sample is in memory at a time, whatever the size of a shard. Each tar
@@ -44,6 +45,8 @@ from keras_tips.data import stats
 from keras_tips.data.records import serialize_record
 from keras_tips.data.shards import ARRAY_RECORD_WRITER_OPTIONS
 from keras_tips.data.shards import prepare_shard_paths
+from keras_tips.data.sources import _caption_value
+from keras_tips.data.sources import _synthetic_caption_value
 
 logger = logging.getLogger("keras_tips.data")
 
@@ -112,12 +115,6 @@ def iter_webdataset_samples(tar_path):
         yield key, members
 
 
-def _caption_value(value):
-    # As for a JSONL index: only strings are captions; anything else is a
-    # missing caption, counted as such by the pipeline.
-    return value if isinstance(value, str) else None
-
-
 def sample_to_record(key, members):
     """The record fields of one webdataset sample (see the module table).
 
@@ -126,8 +123,8 @@ def sample_to_record(key, members):
         members: dict extension -> bytes, from `iter_webdataset_samples`.
 
     Returns:
-        A dict with `image` (bytes), `caption`, `synthetic_caption` (str or
-        None) and `key`, or None when the sample cannot be stored: it has no
+        A dict with `image` (bytes), `caption` (str or None),
+        `synthetic_caption` (str, list or None) and `key`, or None when the sample cannot be stored: it has no
         image member, or its `.json` member is not a JSON object.
     """
     image = next(
@@ -150,7 +147,9 @@ def sample_to_record(key, members):
     return {
         "image": image,
         "caption": caption,
-        "synthetic_caption": _caption_value(metadata.get("synthetic_caption")),
+        "synthetic_caption": _synthetic_caption_value(
+            metadata.get("synthetic_caption")
+        ),
         "key": key,
     }
 
@@ -204,7 +203,8 @@ def write_webdataset_array_record(
 
     Returns:
         A dict as `write_array_record`'s: `"shards"`, `"records_written"`,
-        `"records_skipped"` and `"skipped"` (kind -> count).
+        `"records_skipped"`, `"skipped"` (kind -> count) and
+        `"caption_entries_dropped"`.
 
     Example:
     ```python
@@ -219,6 +219,7 @@ def write_webdataset_array_record(
     shard_paths = prepare_shard_paths(output_dir, prefix, len(tar_files), overwrite)
     skipped = {}
     written = 0
+    entries_dropped = 0
     progress = tqdm(
         unit="sample", desc="Writing ArrayRecord shards", disable=not show_progress
     )
@@ -234,6 +235,13 @@ def write_webdataset_array_record(
                         kind = stats.INVALID_RECORD
                         skipped[kind] = skipped.get(kind, 0) + 1
                         continue
+                    synthetic = record["synthetic_caption"]
+                    if isinstance(synthetic, list):
+                        # As `write_array_record` does: list entries that
+                        # are not strings are left out, and counted.
+                        kept = [c for c in synthetic if c is not None]
+                        entries_dropped += len(synthetic) - len(kept)
+                        record["synthetic_caption"] = kept
                     writer.write(serialize_record(**record))
                     written += 1
             finally:
@@ -244,13 +252,16 @@ def write_webdataset_array_record(
         "records_written": written,
         "records_skipped": sum(skipped.values()),
         "skipped": skipped,
+        "caption_entries_dropped": entries_dropped,
     }
     logger.info(
         "Wrote %d records from %d tar files into ArrayRecord shards in %s "
-        "(skipped: %s).",
+        "(skipped: %s; non-string synthetic caption list entries left out: "
+        "%d).",
         written,
         len(tar_files),
         output_dir,
         skipped or "none",
+        entries_dropped,
     )
     return summary

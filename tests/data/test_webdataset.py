@@ -44,7 +44,8 @@ def shards(tmp_path):
         ("000000000.json", _json({"url": "http://x/0", "caption": "ignored: .txt wins",
                                   "synthetic_caption": "a red double-decker bus", "status": "success"})),
         ("000000001.jpg", _jpeg(1)),
-        ("000000001.json", _json({"caption": "a dog on grass", "status": "success"})),
+        ("000000001.json", _json({"caption": "a dog on grass", "status": "success",
+                                  "synthetic_caption": ["a dog", 3, "A brown dog lying on grass."]})),
         ("000000002.txt", b"no image here"),
         ("000000003.png", _jpeg(3)),
         ("000000003.json", b"{broken"),
@@ -76,6 +77,7 @@ def test_tar_shards_become_array_record_shards(shards, tmp_path):
     )
     assert summary["records_written"] == 3
     assert summary["skipped"] == {"invalid_record": 2}  # No image; broken .json.
+    assert summary["caption_entries_dropped"] == 1  # The 3.
     assert [p.rsplit("/", 1)[1] for p in summary["shards"]] == [
         "records-00000-of-00002.array_record", "records-00001-of-00002.array_record"
     ]
@@ -89,7 +91,8 @@ def test_tar_shards_become_array_record_shards(shards, tmp_path):
     assert bus["caption"] == b"a red bus"
     assert bus["synthetic_caption"] == b"a red double-decker bus"
     assert by_key["000000001"]["caption"] == b"a dog on grass"
-    assert by_key["000000001"]["synthetic_caption"] is None
+    # A list: the caption at several granularities.
+    assert by_key["000000001"]["synthetic_caption"] == [b"a dog", b"A brown dog lying on grass."]
     assert by_key["part/000000004"]["caption"] is None  # 17 is not a caption.
     assert by_key["part/000000004"]["image"] == second[0][1]
 
