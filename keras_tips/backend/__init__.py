@@ -254,3 +254,25 @@ def resize_bilinear_antialiased(images, height, width):
     return backend_kernels(backend_name).resize_bilinear_antialiased(
         images, height, width
     )
+
+
+def require_backend(backend_name, purpose):
+    """Raises a clear error unless the running Keras backend is
+    `backend_name` (for work only one backend does, such as an export
+    format).
+
+    Args:
+        backend_name: `"jax"`, `"tensorflow"` or `"torch"`.
+        purpose: str. What needs it, for the message (`"the 'onnx' export"`).
+
+    Raises:
+        ValueError: another backend runs; the message names the variable to
+            set.
+    """
+    running = keras.backend.backend()
+    if running != backend_name:
+        raise ValueError(
+            f"{purpose[:1].upper()}{purpose[1:]} runs on the {backend_name} "
+            f"backend (running: {running}). Set KERAS_BACKEND={backend_name} "
+            "before Python starts (a TIPS preset loads on every backend)."
+        )

@@ -46,33 +46,43 @@ def run_demo(args):
     import argparse
     import time
 
+    from keras_tips.cli.progress import TrainingProgress
     from keras_tips.cli.show import run_show
     from keras_tips.data import shapes
     from keras_tips.evaluation.shapes_benchmark import COLOUR_TEMPLATES
+    from keras_tips.evaluation.shapes_benchmark import baseline_table
     from keras_tips.evaluation.shapes_benchmark import evaluate_on_shapes
     from keras_tips.evaluation.shapes_benchmark import main_object_colour
-    from keras_tips.evaluation.shapes_benchmark import format_table
     from keras_tips.models.tips_model import TIPSModel
     from keras_tips.training.loop import pretrain
     from keras_tips.training.recipe import load_recipe
 
     recipe = load_recipe(args.recipe or _default_recipe(), args.overrides)
+    data = recipe.data
     start = time.time()
     print(f"[1/4] Pretraining {recipe.name} for {recipe.train.total_steps} steps in {args.output}")
-    pretrain(recipe, args.output, verbose=0)
+    pretrain(recipe, args.output, verbose=0,
+             callbacks=[TrainingProgress(recipe.train.total_steps, "Pretraining")])
     trained = time.time() - start
     preset = os.path.join(args.output, "preset")
 
-    print("[2/4] Evaluating the exported preset")
+    print("[2/4] Evaluating the exported preset beside its baselines")
+    start = time.time()
     model = TIPSModel.from_preset(preset)
     evaluation = recipe.evaluation
+    # The scenes hold as many objects, of the same scale, as in training
+    # (evaluation.image_size follows data.image_size unless set).
     results = evaluate_on_shapes(
         model, evaluation.num_train, min(args.num_test, evaluation.num_test),
         evaluation.image_size, evaluation.probe_epochs,
+        max_objects=data.max_objects, object_scale=data.object_scale,
     )
-    results["chance/zero_shot_top1"] = 1.0 / len(shapes.SHAPE_CLASSES)
-    results["chance/zero_shot_colour_top1"] = 1.0 / len(shapes.COLOUR_NAMES)
-    table = format_table({recipe.name: results}, title=f"{recipe.name} ({trained:.0f} s of training)")
+    results["time/train_seconds"] = trained
+    results["time/evaluation_seconds"] = time.time() - start
+    table = baseline_table(
+        {k: v for k, v in results.items() if not k.startswith("time/")},
+        title=f"{recipe.name} ({trained:.0f} s of training)",
+    )
     print(table)
     with open(os.path.join(args.output, "results.md"), "w", encoding="utf-8") as f:
         f.write(table + "\n")
@@ -82,13 +92,16 @@ def run_demo(args):
     print("[3/4] Drawing pictures")
     run_show(argparse.Namespace(
         preset=preset, output=os.path.join(args.output, "pictures"), images=None,
-        photos=False, num_images=6, image_size=None, query="a red circle",
+        photos=False, num_images=6, image_size=data.image_size, query="a red circle",
         history=os.path.join(args.output, "history.jsonl"),
     ))
 
     print("[4/4] Reloading the preset and predicting zero-shot")
     reloaded = TIPSModel.from_preset(preset)
-    example = shapes.ShapesDataset("test", 1, evaluation.image_size)[0]
+    example = shapes.ShapesDataset(
+        "test", 1, data.image_size, max_objects=data.max_objects,
+        object_scale=data.object_scale,
+    )[0]
     image = example["image"].astype("float32")[None] / 255.0
     probabilities = reloaded.classify(
         image, list(shapes.SHAPE_CLASSES), list(shapes.ZERO_SHOT_TEMPLATES)

@@ -88,6 +88,7 @@ def build_parser():
     from keras_tips.cli.demo import add_demo
     from keras_tips.cli.embed import add_embed
     from keras_tips.cli.evaluate import add_evaluate
+    from keras_tips.cli.export import add_export
     from keras_tips.cli.predict import add_predict
     from keras_tips.cli.pretrain import add_ablation
     from keras_tips.cli.pretrain import add_pretrain
@@ -102,6 +103,7 @@ def build_parser():
     add_classify(subparsers)
     add_show(subparsers)
     add_predict(subparsers)
+    add_export(subparsers)
     add_demo(subparsers)
     return parser
 

@@ -1,7 +1,5 @@
 """`keras-tips pretrain` and `keras-tips ablation`."""
 
-import copy
-import json
 import os
 
 from keras_tips.cli.options import add_dtype_argument
@@ -71,73 +69,66 @@ def run_pretrain(args):
 def add_ablation(subparsers):
     parser = subparsers.add_parser(
         "ablation",
-        help="Run the TIPS ablation (CLIP -> +synthetic -> +distill -> +mask).",
+        help="Run the TIPS and TIPSv2 ablation (CLIP -> ... -> +mask -> TIPSv2) over seeds.",
         description=(
-            "Trains four variants of a recipe, as in the TIPS paper's "
-            "ablation: (1) CLIP on web captions only; (2) + synthetic "
-            "captions on the second CLS; (3) + self-distillation; (4) + "
-            "masked image modelling (the full objective). Each is evaluated "
-            "on the shapes test split; the table is printed side by side "
-            "and saved to OUTPUT/ablation.md and OUTPUT/ablation.json."
+            "Trains the arms of a recipe, as in the TIPS paper's ablation: "
+            "(1) CLIP on web captions only; (2) + synthetic captions on the "
+            "second CLS; (3) + self-distillation; (4) + masked image "
+            "modelling (the full objective); then TIPSv2's: (5) + the patch "
+            "loss on every token (iBOT++); (6) + multi-granularity captions; "
+            "(7) + a heads-only EMA teacher. An arm that sets a recipe field "
+            "this version does not have is refused, naming the field, unless "
+            "--skip-unavailable-arms. Every arm runs once per seed and is "
+            "evaluated on the shapes test split. Finished runs are not repeated. "
+            "Prints mean ± std over seeds and saves OUTPUT/ablation.json "
+            "(every number) and OUTPUT/ablation.md; with --readme, also "
+            "writes the table into that file between its ablation markers."
         ),
     )
     parser.add_argument("--recipe", default="recipes/tiny_shapes.py", help="base recipe file")
-    parser.add_argument("--output", required=True, help="directory of the four runs")
+    parser.add_argument("--output", required=True, help="directory of the runs")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a field of the base recipe for all four runs (repeatable)",
+        help="override a field of the base recipe for every run (repeatable)",
     )
+    parser.add_argument(
+        "--arms", nargs="+", default=None, metavar="ARM",
+        help="the arms to run, by name (default: all: clip_web +synthetic +distill "
+        "'+mask (TIPS)' +iBOT++ '+multi-granularity captions' '+heads-only EMA (TIPSv2)')",
+    )
+    parser.add_argument(
+        "--skip-unavailable-arms", action="store_true",
+        help="leave out (and list) the arms that set a recipe field this version does "
+        "not have, instead of refusing to start",
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
+    parser.add_argument("--readme", default=None, help="Markdown file whose ablation section to rewrite")
     parser.set_defaults(run=run_ablation)
 
 
-ABLATION_VARIANTS = {
-    "clip_web": dict(use_synthetic_captions=False, distill_weight=0.0, mask_weight=0.0),
-    "+synthetic": dict(use_synthetic_captions=True, distill_weight=0.0, mask_weight=0.0),
-    "+distill": dict(use_synthetic_captions=True, mask_weight=0.0),
-    "+mask (TIPS)": dict(use_synthetic_captions=True),
-}
-
-
-def ablation_recipes(base):
-    """The four ablation variants of a base recipe (name -> recipe)."""
-    variants = {}
-    for name, changes in ABLATION_VARIANTS.items():
-        recipe = copy.deepcopy(base)
-        for key, value in changes.items():
-            setattr(recipe.objective, key, value)
-        recipe.name = f"{base.name}/{name}"
-        variants[name] = recipe
-    return variants
-
-
 def run_ablation(args):
-    from keras_tips.evaluation.shapes_benchmark import evaluate_on_shapes
-    from keras_tips.evaluation.shapes_benchmark import format_table
-    from keras_tips.models.tips_model import TIPSModel
-    from keras_tips.training.loop import pretrain
+    from keras_tips.training import ablation
     from keras_tips.training.recipe import load_recipe
 
+    arms = ablation.ABLATION_ARMS
+    if args.arms:
+        unknown = [name for name in args.arms if name not in arms]
+        if unknown:
+            raise SystemExit(f"Unknown ablation arm(s) {unknown}; the arms are {list(arms)}.")
+        arms = {name: arms[name] for name in args.arms}
     base = load_recipe(args.recipe, args.overrides)
-    rows = {}
-    for index, (name, recipe) in enumerate(ablation_recipes(base).items()):
-        run_dir = os.path.join(args.output, f"{index + 1}_{_slug(name)}")
-        print(f"[{index + 1}/4] {name}: training in {run_dir}")
-        pretrain(recipe, run_dir, verbose=0)
-        model = TIPSModel.from_preset(os.path.join(run_dir, "preset"))
-        evaluation = base.evaluation
-        rows[name] = evaluate_on_shapes(
-            model, evaluation.num_train, evaluation.num_test,
-            evaluation.image_size, evaluation.probe_epochs,
+    try:
+        raw = ablation.run_ablation(
+            base, args.output, seeds=args.seeds, arms=arms,
+            skip_unavailable=args.skip_unavailable_arms,
         )
-    table = format_table(rows, title=f"Ablation of {base.name}")
+    except ValueError as error:
+        raise SystemExit(str(error)) from error
+    table = ablation.ablation_markdown(raw)
     print(table)
-    os.makedirs(args.output, exist_ok=True)
     with open(os.path.join(args.output, "ablation.md"), "w", encoding="utf-8") as f:
-        f.write(table + "\n")
-    with open(os.path.join(args.output, "ablation.json"), "w", encoding="utf-8") as f:
-        json.dump(rows, f, indent=1)
+        f.write(f"### Ablation of {base.name}\n\n{table}\n")
+    if args.readme:
+        ablation.write_readme_section(args.readme, table)
+        print(f"Wrote the table into {args.readme}.")
     return 0
-
-
-def _slug(name):
-    return "".join(c if c.isalnum() else "_" for c in name).strip("_")

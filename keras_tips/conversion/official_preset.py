@@ -87,11 +87,41 @@ def build_task_from_official(
     )
     text_encoder.build()
     load_official_text_weights(text_encoder, text_state)
-    temperature = float(text_state["temperature"])
+    return assemble_task(
+        task_class,
+        vision_encoder,
+        text_encoder,
+        temperature=float(text_state["temperature"]),
+        tokenizer_path=tokenizer_path,
+        image_size=image_size,
+    )
+
+
+def assemble_task(
+    task_class, vision_encoder, text_encoder, temperature, tokenizer_path, image_size
+):
+    """Puts converted towers, the temperature and the tokenizer together
+    into a task with its preprocessor (the last step of every converter).
+
+    Args:
+        task_class: the `keras_hub.models.Task` to build (`TIPSModel`).
+        vision_encoder: a `TIPSVisionEncoder` holding its weights.
+        text_encoder: a `TIPSTextEncoder` holding its weights.
+        temperature: float. The learned temperature (both alignments).
+        tokenizer_path: path of the SentencePiece `tokenizer.model`.
+        image_size: int or (height, width). Resolution of the preprocessor.
+
+    Returns:
+        A `task_class` instance.
+
+    Raises:
+        CheckpointError: the tokenizer does not fit the text tower.
+    """
     backbone = TIPSBackbone(vision_encoder, text_encoder, temperature=temperature)
     backbone.contrastive_head.set_temperature(temperature)
     tokenizer = TIPSTokenizer(
-        proto=os.fspath(tokenizer_path), sequence_length=max_sequence_length
+        proto=os.fspath(tokenizer_path),
+        sequence_length=text_encoder.max_sequence_length,
     )
     if tokenizer.vocabulary_size() != text_encoder.vocabulary_size:
         raise CheckpointError(

@@ -2,9 +2,12 @@
 
 A name registered in `keras_tips.models.tips_presets.TIPS_PRESETS` is
 downloaded once (`keras.utils.get_file`), converted into a Keras preset
-directory on first use and cached; later calls reuse that directory. A local
-preset directory is checked and used as it is; any other handle (Kaggle,
-Hugging Face) is left to keras-hub.
+directory on first use and cached; later calls reuse that directory. A
+Hugging Face TIPSv2 snapshot (an `hf://org/name` handle, downloaded with
+`huggingface_hub`, or a local snapshot folder) is converted on first use too
+and cached by its revision (`conversion/hf_checkpoint.py`). A local preset
+directory is checked and used as it is; any other handle (Kaggle, a Keras
+preset on the Hugging Face Hub) is left to keras-hub.
 
 Set `KERAS_TIPS_CHECKPOINT_BASE_URL` to a mirror (any URL `get_file` reads,
 including `file://` paths) to fetch from somewhere else, and
@@ -15,6 +18,7 @@ import os
 
 import keras
 
+from keras_tips.conversion import hf_checkpoint
 from keras_tips.conversion.official_preset import convert_to_preset
 from keras_tips.models.tips_presets import TIPS_PRESETS
 
@@ -100,16 +104,60 @@ def check_preset_dir(preset_dir):
         )
 
 
+def hf_snapshot_preset(snapshot_dir, task_class):
+    """The converted preset of a Hugging Face TIPSv2 snapshot folder,
+    converted on first use and cached under
+    `KERAS_TIPS_HOME/presets/hf/<name>/<revision>` (see
+    `hf_checkpoint.snapshot_cache_key`).
+
+    Args:
+        snapshot_dir: str. A folder with `config.json` (`tipsv2`),
+            `model.safetensors` and `tokenizer.model`.
+        task_class: the task that converts it (`TIPSModel`).
+
+    Returns:
+        str, the preset directory.
+    """
+    name, revision = hf_checkpoint.snapshot_cache_key(snapshot_dir)
+    preset_dir = os.path.join(keras_tips_home(), "presets", "hf", name, revision)
+    if not os.path.isfile(os.path.join(preset_dir, PRESET_WEIGHTS_FILE)):
+        hf_checkpoint.convert_hf_snapshot(
+            task_class, snapshot_dir, preset_dir, overwrite=True
+        )
+    return preset_dir
+
+
+def hf_hub_preset(handle, task_class):
+    """The preset of an `hf://org/name` handle.
+
+    A TIPSv2 repository (its `config.json` of model type `tipsv2`) is
+    downloaded with `huggingface_hub` (its cache; `HF_HUB_OFFLINE=1` works)
+    and converted on first use (`hf_snapshot_preset`); any other repository
+    (a Keras preset) is returned unchanged for keras-hub to load.
+    """
+    config_dir = os.path.dirname(hf_checkpoint.download_hf_config(handle))
+    if not hf_checkpoint.is_hf_snapshot(config_dir):
+        return handle
+    name, revision = hf_checkpoint.snapshot_cache_key(config_dir)
+    preset_dir = os.path.join(keras_tips_home(), "presets", "hf", name, revision)
+    if os.path.isfile(os.path.join(preset_dir, PRESET_WEIGHTS_FILE)):
+        return preset_dir  # This revision is converted: no weights to fetch.
+    return hf_snapshot_preset(hf_checkpoint.download_hf_snapshot(handle), task_class)
+
+
 def resolve_preset(preset, task_class):
     """Returns a preset handle keras-hub can load for `preset`.
 
-    A registered name is downloaded and converted on first use, then reused.
-    A directory is checked for completeness. Anything else (a Kaggle or
-    Hugging Face handle) is returned unchanged for keras-hub to load.
+    A registered name is downloaded and converted on first use, then reused;
+    so is a Hugging Face TIPSv2 snapshot (`hf://org/name` or a local
+    folder). A preset directory is checked for completeness. Anything else
+    (a Kaggle handle, a Keras preset on the Hugging Face Hub) is returned
+    unchanged for keras-hub to load.
 
     Args:
-        preset: a name from `TIPS_PRESETS`, a preset directory or a
-            keras-hub preset handle.
+        preset: a name from `TIPS_PRESETS`, a preset directory, a Hugging
+            Face TIPSv2 snapshot (handle or folder) or a keras-hub preset
+            handle.
         task_class: the `keras_hub.models.Task` that converts a registered
             checkpoint (`TIPSModel`; see `official_preset`).
 
@@ -119,10 +167,15 @@ def resolve_preset(preset, task_class):
     Example:
     ```python
     preset_dir = resolve_preset("tips_oss_b14_highres_distilled", TIPSModel)
+    preset_dir = resolve_preset("hf://google/tipsv2-b14", TIPSModel)
     ```
     """
     if preset not in TIPS_PRESETS:
+        if isinstance(preset, str) and preset.startswith(hf_checkpoint.HF_SCHEME):
+            return hf_hub_preset(preset, task_class)
         if isinstance(preset, (str, os.PathLike)) and os.path.isdir(preset):
+            if hf_checkpoint.is_hf_snapshot(preset):
+                return hf_snapshot_preset(os.fspath(preset), task_class)
             check_preset_dir(os.fspath(preset))
             return os.fspath(preset)
         if isinstance(preset, str) and "://" not in preset:

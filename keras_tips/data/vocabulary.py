@@ -9,6 +9,7 @@ unk id 1, no BOS/EOS, lower-case text) from an iterable of texts, with the
 
 import io
 import os
+import re
 
 import sentencepiece as spm
 
@@ -22,9 +23,13 @@ def train_sentencepiece(texts, vocabulary_size=None, model_type="word"):
 
     Args:
         texts: iterable of str (lower-cased here).
-        vocabulary_size: int or None. None uses every distinct word plus the
-            special and character pieces (only sensible for `"word"`).
-        model_type: `"word"`, `"unigram"` or `"bpe"`.
+        vocabulary_size: int or None. None makes every distinct word one
+            piece: for `"word"`, the words plus the special and character
+            pieces; for `"bpe"`, enough merges to spell every word (run of
+            letters or digits) as one piece. Required for `"unigram"`.
+        model_type: `"word"`, `"unigram"` or `"bpe"`. A `"word"` model keeps
+            punctuation attached (`"circle."` and `"circle"` are unrelated
+            pieces); `"bpe"` and `"unigram"` split it off.
 
     Returns:
         The serialized model (bytes), ready for `TIPSTokenizer(proto=...)`.
@@ -33,9 +38,21 @@ def train_sentencepiece(texts, vocabulary_size=None, model_type="word"):
     if not texts:
         raise ValueError("Cannot build a vocabulary from no text.")
     if vocabulary_size is None:
-        words = {w for t in texts for w in t.split()}
         characters = {c for t in texts for c in t if not c.isspace()}
-        vocabulary_size = len(words) + len(characters) + 3
+        if model_type == "word":
+            words = {w for t in texts for w in t.split()}
+            vocabulary_size = len(words) + len(characters) + 3
+        elif model_type == "bpe":
+            # Each merge joins two pieces, so a word of n characters needs at
+            # most n - 1 of them: an upper bound (`hard_vocab_limit=False`
+            # lets the trainer stop once no pair is left to merge).
+            words = {w for t in texts for w in re.findall(r"\w+", t)}
+            merges = sum(len(w) - 1 for w in words)
+            vocabulary_size = len(characters) + merges + 3
+        else:
+            raise ValueError(
+                f"`vocabulary_size` is required for model_type={model_type!r}."
+            )
     buffer = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(texts),
@@ -53,26 +70,21 @@ def train_sentencepiece(texts, vocabulary_size=None, model_type="word"):
     return buffer.getvalue()
 
 
-def shapes_vocabulary(
-    path=None,
-    num_examples=2000,
-    image_size=56,
-    seed=0,
-    multi_granularity_captions=False,
-):
-    """The word-level vocabulary of the embedded shapes dataset.
+def shapes_vocabulary(path=None, num_examples=2000, image_size=56, seed=0):
+    """The vocabulary of the embedded shapes dataset: one piece per word.
 
     Built from the captions of `num_examples` training scenes, the zero-shot
     prompts and every class, colour, size and region word, so no caption or
-    prompt of the dataset maps to the unknown piece.
+    prompt of the dataset maps to the unknown piece (the shorter caption
+    granularities of `synthetic_captions` use the same words). Punctuation is a piece
+    of its own (a BPE model), so the "circle" of "a circle." in a zero-shot
+    prompt is the "circle" of "a red circle" in a caption; a word-level model
+    would give "circle." a piece of its own, seen in training only at the
+    end of a synthetic caption.
 
     Args:
         path: optional file to write the model to (and to read it from if it
             exists).
-        multi_granularity_captions: bool. Also learn the words of the
-            shorter synthetic captions (the phrase and the sentence of
-            `synthetic_captions`, e.g. "circle," before the next object);
-            False keeps the vocabulary of the full captions alone.
 
     Returns:
         The serialized SentencePiece model (bytes).
@@ -87,8 +99,6 @@ def shapes_vocabulary(
     for index in range(num_examples):
         example = dataset[index]
         texts += [example["web_caption"], example["synthetic_caption"]]
-        if multi_granularity_captions:
-            texts += list(example["synthetic_captions"][:-1])
     for name in shapes.SHAPE_CLASSES:
         texts += list(shapes.zero_shot_prompts(name))
     words = (
@@ -98,7 +108,7 @@ def shapes_vocabulary(
         + list(shapes.GENERIC_CAPTIONS)
     )
     texts.append(" ".join(words))
-    model = train_sentencepiece(texts)
+    model = train_sentencepiece(texts, model_type="bpe")
     if path:
         # Atomic, so a run killed here never leaves a truncated vocabulary
         # for the next run to read.

@@ -211,3 +211,42 @@ def ranks_of_targets(scores, targets):
     # `not (s < t)` rather than `s >= t`: NaN scores also count against.
     at_least = np.sum(~(scores < target_scores), axis=1)
     return (at_least - 1).astype(np.int64)
+
+
+def patch_majority_labels(labels, patch_size=14, num_classes=None):
+    """The most frequent label of every patch: (B, H, W) -> (B, H/p, W/p).
+
+    Patch-level targets for probes on a ViT's patch tokens: each token is
+    scored against the class covering most of its pixels, so the metric
+    measures what the features know rather than how finely a patch grid can
+    draw a boundary. Ties go to the smaller label.
+
+    Args:
+        labels: int array (B, H, W) of labels in [0, num_classes); H and W
+            multiples of `patch_size`.
+        patch_size: int.
+        num_classes: optional int; by default `labels.max() + 1`.
+
+    Returns:
+        An int64 NumPy array (B, H // patch_size, W // patch_size).
+
+    Example:
+    ```python
+    patch_targets = patch_majority_labels(class_masks)  # (B, 8, 8) for 112 px
+    ```
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 3 or labels.shape[1] % patch_size or labels.shape[2] % patch_size:
+        raise ValueError(
+            "`labels` must be (B, H, W) with H and W multiples of "
+            f"{patch_size}; received {labels.shape}."
+        )
+    if labels.size and labels.min() < 0:
+        raise ValueError("`labels` must be non-negative class ids.")
+    num_classes = int(labels.max()) + 1 if num_classes is None else int(num_classes)
+    batch, height, width = labels.shape
+    grid_h, grid_w = height // patch_size, width // patch_size
+    blocks = labels.reshape(batch, grid_h, patch_size, grid_w, patch_size)
+    blocks = blocks.transpose(0, 1, 3, 2, 4).reshape(batch, grid_h, grid_w, -1)
+    counts = np.stack([(blocks == c).sum(-1) for c in range(num_classes)], axis=-1)
+    return np.argmax(counts, axis=-1).astype(np.int64)

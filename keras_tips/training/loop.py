@@ -108,11 +108,7 @@ def build_tokenizer(recipe, output_dir=None, init_model=None):
         proto = data.tokenizer
     else:
         path = os.path.join(output_dir, "vocabulary.spm") if output_dir else None
-        proto = shapes_vocabulary(
-            path,
-            seed=data.seed,
-            multi_granularity_captions=data.multi_granularity_captions,
-        )
+        proto = shapes_vocabulary(path, seed=data.seed)
     return TIPSTokenizer(proto=proto, sequence_length=data.sequence_length)
 
 
@@ -123,7 +119,7 @@ def build_source(data):
 
         dataset = ShapesDataset(
             "train", data.num_examples, data.image_size, seed=data.seed,
-            max_objects=data.max_objects,
+            max_objects=data.max_objects, object_scale=data.object_scale,
         )
         return dataset.image_text_source(
             multi_granularity_captions=data.multi_granularity_captions
@@ -379,7 +375,7 @@ def read_history(output_dir):
     return records
 
 
-def pretrain(recipe, output_dir, verbose="auto"):
+def pretrain(recipe, output_dir, verbose="auto", callbacks=None):
     """Runs (or resumes) a pretraining recipe and exports the student.
 
     The recipe's `train.distribution` applies inside this call only.
@@ -391,6 +387,8 @@ def pretrain(recipe, output_dir, verbose="auto"):
             `tensorboard/`), `recipe.json` and, at the end, the student
             preset in `preset/`.
         verbose: `fit` verbosity.
+        callbacks: optional list of extra Keras callbacks for `fit` (e.g. a
+            progress bar).
 
     Returns:
         The trained `TIPSPretrainer`.
@@ -403,10 +401,10 @@ def pretrain(recipe, output_dir, verbose="auto"):
         )
     dist = make_distribution(recipe.train.distribution)
     with dist.scope() if dist is not None else contextlib.nullcontext():
-        return _pretrain(recipe, output_dir, verbose)
+        return _pretrain(recipe, output_dir, verbose, list(callbacks or ()))
 
 
-def _pretrain(recipe, output_dir, verbose):
+def _pretrain(recipe, output_dir, verbose, callbacks):
     from keras_tips.models.tips_image_converter import TIPSImageConverter
     from keras_tips.models.tips_preprocessor import TIPSPreprocessor
 
@@ -468,7 +466,8 @@ def _pretrain(recipe, output_dir, verbose):
                         lambda s: {"data": batches.state_for(s)},
                         interval // window,
                     ),
-                ],
+                ]
+                + callbacks,
             )
     finally:
         pipeline.close()

@@ -11,6 +11,8 @@ from keras_tips.losses.koleo import koleo_loss
 from keras_tips.losses.teacher_targets import centered_teacher_probs
 from keras_tips.losses.teacher_targets import sinkhorn_knopp_teacher_probs
 from keras_tips.losses.teacher_targets import updated_center
+from keras_tips.training.diagnostics import diagnostic_names
+from keras_tips.training.diagnostics import target_diagnostics
 from keras_tips.training.heads import DINOHead
 from keras_tips.training.schedules import cosine_schedule
 from keras_tips.training.schedules import linear_warmup_then_constant
@@ -32,6 +34,11 @@ LOGGED = LOSS_TERMS + (
     "teacher_momentum",
     "teacher_temperature",
 )
+# Whether self-distillation is alive (see `keras_tips.training.diagnostics`):
+# teacher entropy against ln K, prototypes in use, student-teacher agreement
+# and centre norm, for the CLS (`distill_*`) and patch (`mask_*`) targets.
+DIAGNOSTICS = diagnostic_names("distill") + diagnostic_names("mask")
+LOGGED = LOGGED + DIAGNOSTICS
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
@@ -93,6 +100,15 @@ class TIPSPretrainer(keras.Model):
             global crop (one more student pass when a patch mask is given);
             `"masked"`: it reuses the masked pass of the iBOT loss (cheaper,
             but a masked-out object can contradict its caption).
+        self_distillation_start_step: int. The distillation and masking
+            terms join the loss at this step (0: from the first step).
+            Before it they are still computed and logged, the teacher and
+            the centres still follow the student, but they send no
+            gradient. A small model starts with nearly the same CLS token
+            for every image, so the teacher's targets carry no information
+            and the two terms pull the student towards image-independent
+            outputs; a contrastive-only start lets the features diversify
+            first (see `keras_tips.training.diagnostics`).
         **kwargs: standard `keras.Model` arguments.
 
     Example:
@@ -125,6 +141,7 @@ class TIPSPretrainer(keras.Model):
         center_momentum=0.9,
         centering="centering",
         contrastive_view="unmasked",
+        self_distillation_start_step=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -145,6 +162,20 @@ class TIPSPretrainer(keras.Model):
             )
         if int(total_steps) < 1:
             raise ValueError(f"`total_steps` must be >= 1; received {total_steps}.")
+        if int(self_distillation_start_step) < 0:
+            raise ValueError(
+                "`self_distillation_start_step` must be >= 0; received "
+                f"{self_distillation_start_step}."
+            )
+        if int(self_distillation_start_step) >= int(total_steps) and (
+            distill_weight > 0 or mask_weight > 0
+        ):
+            raise ValueError(
+                f"`self_distillation_start_step` ({self_distillation_start_step}) "
+                f"is not below `total_steps` ({total_steps}): the distillation "
+                "and masking terms would never train. Lower it, or set "
+                "distill_weight=0 and mask_weight=0."
+            )
         self.backbone = backbone
         self.total_steps = int(total_steps)
         self.num_prototypes = int(num_prototypes)
@@ -164,6 +195,7 @@ class TIPSPretrainer(keras.Model):
         self.center_momentum = float(center_momentum)
         self.centering = centering
         self.contrastive_view = contrastive_view
+        self.self_distillation_start_step = int(self_distillation_start_step)
 
         width = backbone.vision_encoder.hidden_dim
         self.uses_teacher = self.distill_weight > 0 or self.mask_weight > 0
@@ -228,6 +260,9 @@ class TIPSPretrainer(keras.Model):
 
             loss = contrastive + α · distill + β · mask + γ · koleo
 
+        where α and β count from `self_distillation_start_step` on (zero
+        before it).
+
         State moves in three visible lines: when training, the step counter
         and the EMA teacher advance first (the teacher is updated before it
         is used, from the student that the previous step produced), and the
@@ -239,9 +274,8 @@ class TIPSPretrainer(keras.Model):
             sum), accuracies, temperatures and schedule values.
         """
         self._check_batch(batch)
-        momentum, teacher_temperature = self._schedules(
-            ops.cast(self.step_counter, "float32")
-        )
+        step = ops.cast(self.step_counter, "float32")
+        momentum, teacher_temperature = self._schedules(step)
         if training:
             self.step_counter.assign_add(ops.cast(1, "int32"))
             self._update_teacher(momentum)
@@ -250,6 +284,7 @@ class TIPSPretrainer(keras.Model):
         contrastive, terms = self._contrastive(batch, student["contrastive"])
         terms["distill"] = ops.zeros((), "float32")
         terms["mask"] = ops.zeros((), "float32")
+        student_logits, teacher_probs = {}, {}
         if self.uses_teacher:
             teacher_logits = self._teacher_forward(batch["global_images"])
             teacher_probs = {
@@ -260,14 +295,18 @@ class TIPSPretrainer(keras.Model):
             # or not (so `evaluate` moves them too).
             self._update_centers(teacher_logits)
             if self.distill_weight > 0:
+                student_logits["dino"] = self._local_crops_forward(
+                    batch["local_images"], training
+                )
                 terms["distill"] = dino_loss(
-                    self._local_crops_forward(batch["local_images"], training),
+                    student_logits["dino"],
                     teacher_probs["dino"],
                     self.student_temperature,
                 )
             if self.mask_weight > 0:
+                student_logits["ibot"] = self.ibot_head(student["masked"]["patches"])
                 terms["mask"] = ibot_patch_loss(
-                    self.ibot_head(student["masked"]["patches"]),
+                    student_logits["ibot"],
                     teacher_probs["ibot"],
                     batch["patch_mask"],
                     self.student_temperature,
@@ -277,10 +316,14 @@ class TIPSPretrainer(keras.Model):
             if self.koleo_weight > 0
             else ops.zeros((), "float32")
         )
+        terms.update(
+            self._diagnostics(student_logits, teacher_probs, batch.get("patch_mask"))
+        )
+        started = ops.cast(step >= self.self_distillation_start_step, "float32")
         terms["loss"] = (
             contrastive
-            + self.distill_weight * terms["distill"]
-            + self.mask_weight * terms["mask"]
+            + started
+            * (self.distill_weight * terms["distill"] + self.mask_weight * terms["mask"])
             + self.koleo_weight * terms["koleo"]
         )
         head = self.backbone.contrastive_head
@@ -423,6 +466,32 @@ class TIPSPretrainer(keras.Model):
                 momentum,
             )
 
+    def _diagnostics(self, student_logits, teacher_probs, patch_mask):
+        """Whether self-distillation is alive (`DIAGNOSTICS`): for each term
+        in use, its teacher targets and the student logits it trains; zeros
+        for a term that is off, so that every run logs the same values."""
+        logged = {name: ops.zeros((), "float32") for name in DIAGNOSTICS}
+        if "dino" in student_logits:
+            logged.update(
+                target_diagnostics(
+                    "distill",
+                    student_logits["dino"],
+                    ops.expand_dims(teacher_probs["dino"], 1),
+                    self.dino_center,
+                )
+            )
+        if "ibot" in student_logits:
+            logged.update(
+                target_diagnostics(
+                    "mask",
+                    student_logits["ibot"],
+                    teacher_probs["ibot"],
+                    self.ibot_center,
+                    mask=patch_mask,
+                )
+            )
+        return logged
+
     def _check_batch(self, batch):
         if not isinstance(batch, dict):
             raise ValueError(
@@ -501,6 +570,7 @@ class TIPSPretrainer(keras.Model):
                 "center_momentum": self.center_momentum,
                 "centering": self.centering,
                 "contrastive_view": self.contrastive_view,
+                "self_distillation_start_step": self.self_distillation_start_step,
             }
         )
         return config

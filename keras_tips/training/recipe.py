@@ -105,6 +105,7 @@ class ObjectiveConfig:
     center_momentum: float = 0.9
     centering: str = "centering"
     contrastive_view: str = "unmasked"
+    self_distillation_start_step: int = 0
 
 
 def recipe_pipeline_config(settings=None):
@@ -137,6 +138,7 @@ class DataConfig:
             scenes. The position grid, the evaluation and the exported
             preprocessor follow it. A multiple of the patch size.
         max_objects: most shapes per generated scene.
+        object_scale: multiplies the side of every generated shape.
         multi_granularity_captions: bool. Generated scenes give their
             synthetic caption at three granularities (a phrase, one
             sentence, the full description), of which one is drawn per
@@ -160,6 +162,7 @@ class DataConfig:
     num_examples: int = 4000
     image_size: int = 56
     max_objects: int = 4
+    object_scale: float = 1.0
     multi_granularity_captions: bool = False
     seed: int = 0
     tokenizer: str | None = None

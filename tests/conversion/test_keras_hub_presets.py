@@ -3,6 +3,8 @@ metadata, and resolved by keras-hub's own loaders (offline: a file://
 mirror stands in for the official bucket)."""
 
 import os
+import subprocess
+import sys
 
 import keras
 import keras_hub
@@ -120,3 +122,21 @@ def test_keras_hub_base_class_loads_a_tips_preset_directory(tiny_model, referenc
         np.testing.assert_array_equal(
             keras.ops.convert_to_numpy(got[key]), keras.ops.convert_to_numpy(expected[key])
         )
+
+
+@pytest.mark.slow
+def test_import_keras_tips_is_all_keras_hub_needs(reference_presets):
+    """In a fresh process, `import keras_tips` alone registers the classes
+    where keras-hub's base class looks them up."""
+    script = (
+        "import sys, keras_hub, keras_tips\n"
+        "backbone = keras_hub.models.Backbone.from_preset(sys.argv[1])\n"
+        "print(type(backbone).__module__, type(backbone).__name__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, reference_presets["tips_tiny"]],
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-2:] == ["keras_tips.models.tips_backbone", "TIPSBackbone"]

@@ -66,3 +66,18 @@ def test_ranks_count_ties_against_the_target():
     # Row 0: target 0 is best. Row 1: all tied -> worst rank 2. Row 2: the
     # NaN counts against target 0 -> rank 1.
     np.testing.assert_array_equal(ranks_of_targets(scores, [0, 1, 0]), [0, 2, 1])
+
+
+def test_patch_majority_labels():
+    from keras_tips.evaluation.utils import patch_majority_labels
+
+    labels = np.zeros((1, 4, 6), np.int64)
+    labels[0, :2, :2] = 3  # the whole first patch
+    labels[0, 2:, 2:3] = 1  # half of the middle-bottom patch: a tie, 0 wins
+    labels[0, 2:, 4:] = 2
+    labels[0, 3, 4] = 0  # three quarters of the last patch
+    out = patch_majority_labels(labels, patch_size=2)
+    np.testing.assert_array_equal(out, [[[3, 0, 0], [0, 0, 2]]])
+    assert out.shape == (1, 2, 3) and out.dtype == np.int64
+    with pytest.raises(ValueError, match="multiples"):
+        patch_majority_labels(np.zeros((1, 5, 4), np.int64), patch_size=2)

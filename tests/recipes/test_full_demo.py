@@ -19,6 +19,8 @@ def test_full_demo_learns(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=2400,
     )
     assert result.returncode == 0, result.stderr[-4000:]
+    # Not a terminal: the progress bar is one line per tenth of the run.
+    assert "Pretraining: step" in result.stderr, result.stderr[-4000:]
     results = json.loads((tmp_path / "demo" / "results.json").read_text())
     chance = results["chance/zero_shot_colour_top1"]
     # Far above chance (1/6) on unseen scenes; README records one run's

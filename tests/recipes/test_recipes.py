@@ -9,7 +9,8 @@ import sys
 import keras
 import pytest
 
-from keras_tips.cli.pretrain import ablation_recipes
+from keras_tips.training.ablation import TIPS_ARMS
+from keras_tips.training.ablation import ablation_recipes
 from keras_tips.training.recipe import apply_overrides
 from keras_tips.training.recipe import load_recipe
 
@@ -135,7 +136,7 @@ def test_docstring_tables_say_what_the_recipes_set():
 
 
 def test_ablation_variants():
-    variants = ablation_recipes(load_recipe(TINY))
+    variants = ablation_recipes(load_recipe(TINY), TIPS_ARMS)
     assert list(variants) == ["clip_web", "+synthetic", "+distill", "+mask (TIPS)"]
     flags = [
         (r.objective.use_synthetic_captions, r.objective.distill_weight > 0, r.objective.mask_weight > 0)

@@ -171,6 +171,38 @@ def test_contrastive_view():
     )
 
 
+def test_self_distillation_joins_the_loss_at_its_start_step():
+    pretrainer = tiny_pretrainer(self_distillation_start_step=2)
+    pretrainer.compile(optimizer=keras.optimizers.AdamW(1e-3))
+    head_before = numpy_weights(pretrainer.dino_head)
+    for step in range(3):
+        pretrainer.reset_metrics()
+        logs = pretrainer.train_on_batch(random_batch(seed=step), return_dict=True)
+        contrastive = 0.5 * (logs["contrastive_web"] + logs["contrastive_synthetic"])
+        full = contrastive + logs["distill"] + 2.0 * logs["mask"]
+        # The terms are computed (and logged) from the first step ...
+        assert logs["distill"] > 0 and logs["mask"] > 0
+        if step < 2:
+            # ... but count only from the start step on, so the heads,
+            # trained by them alone, do not move before it.
+            assert logs["loss"] == pytest.approx(contrastive, rel=1e-5)
+            for a, b in zip(head_before, numpy_weights(pretrainer.dino_head)):
+                np.testing.assert_allclose(a, b, atol=1e-6)
+        else:
+            assert logs["loss"] == pytest.approx(full, rel=1e-5)
+    assert any(
+        np.abs(a - b).max() > 1e-6
+        for a, b in zip(head_before, numpy_weights(pretrainer.dino_head))
+    )
+    with pytest.raises(ValueError, match="self_distillation_start_step"):
+        tiny_pretrainer(self_distillation_start_step=-1)
+    with pytest.raises(ValueError, match="would never train"):
+        tiny_pretrainer(total_steps=20, self_distillation_start_step=20)
+    # Without those terms the start step does not matter.
+    tiny_pretrainer(total_steps=20, self_distillation_start_step=20,
+                    distill_weight=0.0, mask_weight=0.0)
+
+
 @pytest.mark.slow  # a compiled train step of its own: ~25 s of CPU on JAX
 @pytest.mark.parametrize("name", sorted(pretrainer_steps.CONFIGS))
 def test_train_steps_reproduce_the_record(name):
