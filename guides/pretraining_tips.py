@@ -520,7 +520,7 @@ the cosine schedules of the remaining steps.
 ### The exported student
 
 At the end of a run the student is exported to `OUTPUT/preset`, ready for
-`TIPSModel.from_preset`, `keras-tips evaluate` (the shapes benchmark:
+`TIPSModel.from_preset`, `keras-tips evaluate --shapes` (the shapes benchmark:
 zero-shot, retrieval, k-NN, probes, zero-shot segmentation) and
 `keras-tips show` (pictures):
 """
@@ -534,7 +534,7 @@ print(
 
 """
 ```bash
-keras-tips evaluate --preset runs/tiny_shapes/preset
+keras-tips evaluate --preset runs/tiny_shapes/preset --shapes
 keras-tips show --preset runs/tiny_shapes/preset --output pictures \\
     --history runs/tiny_shapes/history.jsonl
 ```

@@ -28,5 +28,4 @@ from keras_tips.models.tips_dpt_head import TIPSDPTHead
 from keras_tips.models.tips_dpt_head import normalize_normals
 from keras_tips.models.tips_model import TIPSModel
 from keras_tips.training.pretrainer import TIPSPretrainer
-
-__version__ = "0.1.0"
+from keras_tips.version import __version__

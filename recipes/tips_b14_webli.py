@@ -3,8 +3,8 @@
 The hyper-parameters follow the TIPS paper's recipe (DINOv2-style
 self-distillation and masking on top of a two-CLS CLIP), adapted to an
 image-caption corpus stored as ArrayRecord shards with `caption` (web
-alt-text) and `synthetic_caption` fields (`keras-tips` can write such shards
-from a JSONL index: `python -m keras_tips.data.convert`).
+alt-text) and `synthetic_caption` fields (`python -m keras_tips.data.convert`
+writes such shards from a JSONL index or from img2dataset's webdataset tars).
 
 | what                  | value                                              |
 |-----------------------|----------------------------------------------------|

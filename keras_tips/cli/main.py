@@ -5,11 +5,7 @@ work itself lives in the package so it is usable from Python too.
 """
 
 import argparse
-import json
-import os
 import sys
-
-from keras_tips.data.image_files import IMAGE_SUFFIXES
 
 
 def _add_convert(subparsers):
@@ -66,69 +62,15 @@ def _run_convert(args):
     return 0
 
 
-def _add_embed(subparsers):
-    parser = subparsers.add_parser(
-        "embed",
-        help="Embed a folder of images or a text file into .npy arrays.",
-        description=(
-            f"Images (every {'/'.join(IMAGE_SUFFIXES)} file of a folder, "
-            "sorted by name) are resized to the preset's resolution and "
-            "encoded; a text file is encoded line by line. Writes "
-            "<output>_cls_1.npy, <output>_cls_2.npy, <output>_patches.npy for "
-            "images or <output>.npy for texts, plus <output>_index.json "
-            "naming the rows."
-        ),
+def _version():
+    import keras
+
+    from keras_tips.version import __version__
+
+    return (
+        f"keras-tips {__version__} (Keras {keras.__version__}, backend "
+        f"{keras.backend.backend()})"
     )
-    parser.add_argument("--preset", required=True, help="preset directory or registered name")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--images", help="folder of images")
-    source.add_argument("--texts", help="UTF-8 text file, one text per line")
-    parser.add_argument("--output", required=True, help="output path prefix")
-    parser.add_argument("--batch-size", type=int, default=16, help="inputs per forward pass")
-    parser.add_argument("--image-size", type=int, default=None,
-                        help="resize to this size instead of the preset's")
-    parser.set_defaults(run=_run_embed)
-
-
-def _run_embed(args):
-    import numpy as np
-
-    from keras_tips import TIPSModel
-    from keras_tips.cli.progress import progress
-    from keras_tips.data.image_files import list_image_files
-    from keras_tips.data.image_files import load_image
-
-    model = TIPSModel.from_preset(args.preset)
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    if args.texts:
-        with open(args.texts, encoding="utf-8") as f:
-            texts = [line.rstrip("\n") for line in f]
-        if not texts:
-            raise ValueError(f"{args.texts} has no lines.")
-        np.save(args.output + ".npy", model.encode_texts(texts, args.batch_size))
-        rows = texts
-        print(f"Embedded {len(texts)} texts into {args.output}.npy")
-    else:
-        names = list_image_files(args.images)
-        if not names:
-            raise ValueError(f"No images ({', '.join(IMAGE_SUFFIXES)}) in {args.images}.")
-        size = (args.image_size,) * 2 if args.image_size else (
-            model.preprocessor.image_converter.image_size
-        )
-        chunks = []
-        for start in progress(range(0, len(names), args.batch_size), "embedding"):
-            batch = np.stack([
-                load_image(os.path.join(args.images, n), size)
-                for n in names[start:start + args.batch_size]
-            ])
-            chunks.append(model.encode_images(batch, batch_size=args.batch_size))
-        for key in ("cls_1", "cls_2", "patches"):
-            np.save(f"{args.output}_{key}.npy", np.concatenate([c[key] for c in chunks]))
-        rows = names
-        print(f"Embedded {len(names)} images into {args.output}_{{cls_1,cls_2,patches}}.npy")
-    with open(args.output + "_index.json", "w", encoding="utf-8") as f:
-        json.dump(rows, f, ensure_ascii=False, indent=1)
-    return 0
 
 
 def build_parser():
@@ -136,9 +78,15 @@ def build_parser():
         prog="keras-tips",
         description="TIPS image-text models for Keras 3 (JAX, TensorFlow, PyTorch).",
     )
+    parser.add_argument(
+        "--version", action="version", version=_version(),
+        help="print the versions of keras_tips and Keras, and the backend",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
+    from keras_tips.cli.classify import add_classify
     from keras_tips.cli.convert_dpt import add_convert_dpt
     from keras_tips.cli.demo import add_demo
+    from keras_tips.cli.embed import add_embed
     from keras_tips.cli.evaluate import add_evaluate
     from keras_tips.cli.export import add_export
     from keras_tips.cli.predict import add_predict
@@ -151,7 +99,8 @@ def build_parser():
     add_pretrain(subparsers)
     add_ablation(subparsers)
     add_evaluate(subparsers)
-    _add_embed(subparsers)
+    add_embed(subparsers)
+    add_classify(subparsers)
     add_show(subparsers)
     add_predict(subparsers)
     add_export(subparsers)
@@ -169,6 +118,7 @@ def main(argv=None):
         OSError,
         RuntimeError,
         FloatingPointError,
+        ImportError,  # An optional package (an extra) that is not installed.
     ) as error:
         print(f"keras-tips {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -2,6 +2,8 @@
 
 import os
 
+from keras_tips.cli.options import add_dtype_argument
+
 
 def add_pretrain(subparsers):
     parser = subparsers.add_parser(
@@ -13,8 +15,12 @@ def add_pretrain(subparsers):
             "train.steps_per_checkpoint steps under OUTPUT/checkpoints; "
             "running the same command again resumes from the last one, data "
             "position included. At the end the student is exported as a "
-            "TIPSModel preset to OUTPUT/preset and the per-interval metrics "
-            "are in OUTPUT/history.jsonl."
+            "TIPSModel preset to OUTPUT/preset and the metrics of every "
+            "logging window (train.log_every_steps) are in "
+            "OUTPUT/history.jsonl (train.csv_log: OUTPUT/history.csv; "
+            "train.tensorboard: OUTPUT/tensorboard). train.init_preset starts "
+            "from a preset's weights (train.lock_image / train.lock_text "
+            "freeze a tower)."
         ),
     )
     parser.add_argument("--recipe", required=True, help="recipe file, e.g. recipes/tiny_shapes.py")
@@ -24,7 +30,22 @@ def add_pretrain(subparsers):
         help="override a recipe field, e.g. --set train.total_steps=200 (repeatable)",
     )
     parser.add_argument("--quiet", action="store_true", help="no per-step progress bar")
+    add_dtype_argument(parser, "the recipe's model.dtype, which this sets")
     parser.set_defaults(run=run_pretrain)
+
+
+def dtype_overrides(overrides, dtype):
+    """`overrides` with `model.dtype` set to `dtype` (when given); refuses a
+    `--set model.dtype=...` that says otherwise."""
+    if dtype is None:
+        return list(overrides)
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key.strip() == "model.dtype" and value.strip().strip("'\"") != dtype:
+            raise ValueError(
+                f"--dtype {dtype} contradicts --set {override}: give one of them."
+            )
+    return list(overrides) + [f"model.dtype={dtype!r}"]
 
 
 def run_pretrain(args):
@@ -32,7 +53,7 @@ def run_pretrain(args):
     from keras_tips.training.loop import read_history
     from keras_tips.training.recipe import load_recipe
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = load_recipe(args.recipe, dtype_overrides(args.overrides, args.dtype))
     pretrain(recipe, args.output, verbose=0 if args.quiet else "auto")
     history = read_history(args.output)
     if history:

@@ -115,7 +115,7 @@ def run_show(args):
         curves = {k: [h[k] for h in history] for k in history[0] if k != "step"} if history else {}
         if curves:
             path = os.path.join(args.output, "curves.png")
-            plot_curves(curves, path=path, x_label="checkpoint interval")
+            plot_curves(curves, path=path, x_label="logging window")
             written.append(path)
     for path in written:
         print(f"Wrote {path}")

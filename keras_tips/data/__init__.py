@@ -4,7 +4,8 @@ Public API:
     PretrainingPipeline, PipelineConfig, AugmentationConfig, PatchMaskConfig,
     DataStats, JsonlImageTextSource, ArrayRecordImageTextSource,
     InMemoryImageTextSource, SkimagePhotosSource, ShapesDataset,
-    write_array_record, write_shapes_jsonl, MultiCropTransform,
+    write_array_record, write_webdataset_array_record, write_shapes_jsonl,
+    MultiCropTransform,
     EvalTransform, PretrainingExampleTransform.
 
 The pipeline is split one concept a file: `pipeline_config` (settings),
@@ -38,3 +39,4 @@ from keras_tips.data.stats import DataStats
 from keras_tips.data.transforms import AugmentationConfig
 from keras_tips.data.transforms import EvalTransform
 from keras_tips.data.transforms import MultiCropTransform
+from keras_tips.data.webdataset import write_webdataset_array_record

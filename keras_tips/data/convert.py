@@ -1,8 +1,14 @@
-"""Command line: convert a JSONL image-text folder into ArrayRecord shards.
+"""Command line: convert a JSONL image-text folder, or webdataset tar shards
+as img2dataset writes them, into ArrayRecord shards.
 
 ```
 python -m keras_tips.data.convert data/index.jsonl data/shards --num-shards 8
+python -m keras_tips.data.convert "laion/*.tar" data/shards
 ```
+
+A source ending in `.jsonl` is a JSONL index (`write_array_record`);
+anything else names tar files, folders of them or glob patterns
+(`write_webdataset_array_record`: one ArrayRecord shard per tar file).
 
 `add_arguments` and `run_from_args` let another command line (the project's
 `keras-tips`) offer the same command.
@@ -12,17 +18,28 @@ import argparse
 import sys
 
 from keras_tips.data.shards import write_array_record
+from keras_tips.data.webdataset import write_webdataset_array_record
 
 
 def add_arguments(parser):
     """Adds the converter's arguments to an `argparse` parser."""
-    parser.add_argument("jsonl_path", help="JSONL index of the image folder.")
+    parser.add_argument(
+        "source",
+        nargs="+",
+        help=(
+            "A JSONL index of an image folder, or webdataset .tar shards "
+            "(files, folders of them or glob patterns)."
+        ),
+    )
     parser.add_argument("output_dir", help="Folder to write the shards into.")
     parser.add_argument(
         "--num-shards",
         type=int,
-        default=1,
-        help="Number of shards (default 1).",
+        default=None,
+        help=(
+            "Number of shards of a JSONL index (default 1); tar shards "
+            "become one shard each."
+        ),
     )
     parser.add_argument(
         "--prefix", default="records", help="Shard file name prefix."
@@ -38,14 +55,34 @@ def add_arguments(parser):
 
 def run_from_args(args):
     """Runs the conversion for parsed `add_arguments` arguments."""
-    summary = write_array_record(
-        args.jsonl_path,
-        args.output_dir,
-        num_shards=args.num_shards,
-        prefix=args.prefix,
-        overwrite=args.overwrite,
-        show_progress=not args.quiet,
-    )
+    jsonl = [path for path in args.source if path.endswith(".jsonl")]
+    if jsonl and len(args.source) > 1:
+        raise ValueError(
+            f"Convert one JSONL index at a time (got {len(args.source)} "
+            "sources); several sources are for webdataset tar shards."
+        )
+    if jsonl:
+        summary = write_array_record(
+            args.source[0],
+            args.output_dir,
+            num_shards=1 if args.num_shards is None else args.num_shards,
+            prefix=args.prefix,
+            overwrite=args.overwrite,
+            show_progress=not args.quiet,
+        )
+    elif args.num_shards is not None:
+        raise ValueError(
+            "--num-shards applies to a JSONL index; webdataset tar shards "
+            "become one ArrayRecord shard each. Leave --num-shards out."
+        )
+    else:
+        summary = write_webdataset_array_record(
+            args.source,
+            args.output_dir,
+            prefix=args.prefix,
+            overwrite=args.overwrite,
+            show_progress=not args.quiet,
+        )
     print(
         f"Wrote {summary['records_written']} records to "
         f"{len(summary['shards'])} shard(s) in {args.output_dir}; "
@@ -67,11 +104,17 @@ def main(argv=None):
             "Convert a folder of images with a JSONL index "
             '({"image": ..., "caption": ..., "synthetic_caption": ...}; the '
             "synthetic caption may be a list of captions of different "
-            "detail) into ArrayRecord shards for the grain pipeline."
+            "detail), or webdataset tar shards as img2dataset writes them "
+            "(.jpg + .txt / .json per sample), into ArrayRecord shards for "
+            "the grain pipeline."
         ),
     )
     add_arguments(parser)
-    run_from_args(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    try:
+        run_from_args(args)
+    except (ValueError, OSError) as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     return 0
 
 

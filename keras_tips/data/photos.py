@@ -111,8 +111,19 @@ SKIMAGE_PHOTOS = (
 
 
 def skimage_data_dir():
-    """The folder of scikit-image's bundled data files."""
-    import skimage.data
+    """The folder of scikit-image's bundled data files.
+
+    Raises:
+        ModuleNotFoundError: scikit-image is not installed (it is the
+            `photos` extra).
+    """
+    try:
+        import skimage.data
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(
+            "The bundled photographs come with scikit-image, which is not "
+            "installed: pip install 'keras-tips[photos]'."
+        ) from error
 
     return os.path.dirname(skimage.data.__file__)
 

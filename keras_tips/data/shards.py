@@ -1,6 +1,7 @@
 """Writes a JSONL image-text folder into ArrayRecord shards.
 
-The command line is `python -m keras_tips.data.convert` (see `convert.py`).
+The command line is `python -m keras_tips.data.convert` (see `convert.py`);
+webdataset tar shards are written by `keras_tips.data.webdataset`.
 """
 
 import glob
@@ -23,6 +24,37 @@ def shard_file_name(prefix, shard_index, num_shards):
     return (
         f"{prefix}-{shard_index:05d}-of-{num_shards:05d}{ARRAY_RECORD_SUFFIX}"
     )
+
+
+def prepare_shard_paths(output_dir, prefix, num_shards, overwrite):
+    """The paths of `num_shards` new shards in `output_dir` (created if
+    needed), after removing an earlier shard set with this prefix when
+    `overwrite` is set.
+
+    Raises:
+        FileExistsError: shards with this prefix exist and `overwrite` is
+            not set.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    # Any earlier shard set with this prefix counts, whatever its shard count:
+    # a folder mixing two sets would be read as one dataset.
+    existing = sorted(
+        glob.glob(
+            os.path.join(output_dir, f"{prefix}-*-of-*{ARRAY_RECORD_SUFFIX}")
+        )
+    )
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{len(existing)} shard(s) with prefix {prefix!r} already exist in "
+            f"{output_dir}, e.g. {existing[0]}. Pass `overwrite=True` "
+            "(--overwrite) to replace them."
+        )
+    for path in existing:
+        os.remove(path)
+    return [
+        os.path.join(output_dir, shard_file_name(prefix, i, num_shards))
+        for i in range(num_shards)
+    ]
 
 
 def write_array_record(
@@ -75,26 +107,7 @@ def write_array_record(
     entries = read_jsonl_index(jsonl_path)
     root = os.path.dirname(os.path.abspath(jsonl_path))
     num_shards = max(1, min(int(num_shards), len(entries)))
-    os.makedirs(output_dir, exist_ok=True)
-    shard_paths = [
-        os.path.join(output_dir, shard_file_name(prefix, i, num_shards))
-        for i in range(num_shards)
-    ]
-    # Any earlier shard set with this prefix counts, whatever its shard count:
-    # a folder mixing two sets would be read as one dataset.
-    existing = sorted(
-        glob.glob(
-            os.path.join(output_dir, f"{prefix}-*-of-*{ARRAY_RECORD_SUFFIX}")
-        )
-    )
-    if existing and not overwrite:
-        raise FileExistsError(
-            f"{len(existing)} shard(s) with prefix {prefix!r} already exist in "
-            f"{output_dir}, e.g. {existing[0]}. Pass `overwrite=True` "
-            "(--overwrite) to replace them."
-        )
-    for path in existing:
-        os.remove(path)
+    shard_paths = prepare_shard_paths(output_dir, prefix, num_shards, overwrite)
 
     skipped = {}
     written = 0

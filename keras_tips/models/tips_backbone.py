@@ -25,7 +25,10 @@ class TIPSBackbone(Backbone):
         vision_encoder: a `TIPSVisionEncoder`.
         text_encoder: a `TIPSTextEncoder`.
         temperature: float. Initial temperature of both alignments.
-        dtype: optional dtype policy, e.g. `"mixed_bfloat16"`.
+        dtype: optional dtype policy, e.g. `"mixed_bfloat16"`. Give the
+            towers the same one: a backbone loaded from its config (or a
+            preset, where `from_preset(..., dtype=...)` sets it) builds its
+            towers with the backbone's policy.
         **kwargs: standard `keras_hub.models.Backbone` arguments.
 
     Example:
@@ -154,7 +157,10 @@ class TIPSBackbone(Backbone):
         for key in ("vision_encoder", "text_encoder"):
             if isinstance(config[key], dict):
                 if dtype is not None:
-                    config[key]["config"].setdefault("dtype", dtype)
+                    # The towers follow the backbone's policy, so that
+                    # `from_preset(..., dtype="bfloat16")` runs them in it.
+                    config[key] = dict(config[key])
+                    config[key]["config"] = dict(config[key]["config"], dtype=dtype)
                 config[key] = keras.layers.deserialize(
                     config[key], custom_objects=custom_objects
                 )

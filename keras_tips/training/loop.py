@@ -1,14 +1,20 @@
 """`pretrain`: a whole, resumable TIPS pretraining run from a recipe.
 
 files -> grain pipeline -> `TIPSPretrainer.fit` -> atomic checkpoints ->
-exported `TIPSModel` preset. Each "epoch" of `fit` is one checkpoint interval;
-a run that is killed and started again with the same command restores the
-latest complete checkpoint (weights, teacher, centres, optimizer, step) and
-the data iterator state, and continues on the next unseen batch.
+exported `TIPSModel` preset. Each "epoch" of `fit` is one logging window
+(`train.log_every_steps`, by default the checkpoint interval), so Keras'
+epoch logs are the window means that `history.jsonl`, `CSVLogger` and
+`TensorBoard` record; a checkpoint is saved every interval. A run that is
+killed and started again with the same command restores the latest complete
+checkpoint (weights, teacher, centres, optimizer, step) and the data
+iterator state, and continues on the next unseen batch.
 """
 
 import contextlib
+import csv
 import dataclasses
+import importlib.util
+import io
 import json
 import logging
 import os
@@ -25,6 +31,8 @@ from keras_tips.training.nonfinite import nonfinite_guard
 logger = logging.getLogger(__name__)
 
 HISTORY_FILE = "history.jsonl"
+CSV_LOG_FILE = "history.csv"
+TENSORBOARD_DIR = "tensorboard"
 
 
 def make_distribution(spec):
@@ -47,14 +55,56 @@ def make_distribution(spec):
     return dist
 
 
-def build_tokenizer(recipe, output_dir=None):
-    """The recipe's tokenizer; for shapes, a vocabulary built on first use
-    (kept in `output_dir/vocabulary.spm` when `output_dir` is given)."""
+def load_init_preset(recipe):
+    """The `TIPSModel` of `train.init_preset` (None when unset)."""
+    if not recipe.train.init_preset:
+        return None
+    from keras_tips.models.tips_model import TIPSModel
+
+    return TIPSModel.from_preset(recipe.train.init_preset)
+
+
+def _tokenizer_proto(tokenizer):
+    proto = tokenizer.proto
+    if isinstance(proto, str):
+        with open(proto, "rb") as f:
+            return f.read()
+    return bytes(proto)
+
+
+def build_tokenizer(recipe, output_dir=None, init_model=None):
+    """The recipe's tokenizer: `train.init_preset`'s, `data.tokenizer`, or
+    for shapes a vocabulary built on first use (kept in
+    `output_dir/vocabulary.spm` when `output_dir` is given).
+
+    Args:
+        recipe: a `PretrainRecipe`.
+        output_dir: optional run directory.
+        init_model: the loaded `train.init_preset` (`load_init_preset`),
+            to not load it again.
+    """
     from keras_tips.data.vocabulary import shapes_vocabulary
     from keras_tips.models.tips_tokenizer import TIPSTokenizer
 
     data = recipe.data
-    if data.tokenizer:
+    if recipe.train.init_preset:
+        init_model = init_model or load_init_preset(recipe)
+        if init_model.preprocessor is None or init_model.preprocessor.tokenizer is None:
+            raise ValueError(
+                f"train.init_preset={recipe.train.init_preset!r} has no "
+                "tokenizer to train with."
+            )
+        proto = _tokenizer_proto(init_model.preprocessor.tokenizer)
+        if data.tokenizer:
+            with open(data.tokenizer, "rb") as f:
+                if f.read() != proto:
+                    raise ValueError(
+                        f"data.tokenizer={data.tokenizer!r} is not the "
+                        "tokenizer of train.init_preset="
+                        f"{recipe.train.init_preset!r}: a preset's text tower "
+                        "reads its own token ids. Leave data.tokenizer unset."
+                    )
+    elif data.tokenizer:
         proto = data.tokenizer
     else:
         path = os.path.join(output_dir, "vocabulary.spm") if output_dir else None
@@ -98,10 +148,68 @@ def build_pipeline(recipe, tokenizer):
     )
 
 
-def build_pretrainer(recipe, vocabulary_size):
+# Tower settings that do not change the network a preset's weights describe.
+_NOT_ARCHITECTURE = ("name", "trainable", "dtype", "drop_path_rate", "layer_scale_init_value")
+# Where a tower setting comes from in a recipe, when not `model.<tower>.<key>`.
+_RECIPE_SOURCES = {
+    ("text", "max_sequence_length"): "data.sequence_length",
+    ("text", "vocabulary_size"): "the tokenizer's vocabulary size",
+}
+
+
+def initialize_from_preset(backbone, init_model, preset):
+    """Copies a preset's backbone weights (both towers and the contrastive
+    head's temperatures) into `backbone`, after checking that both towers
+    are the same networks.
+
+    Args:
+        backbone: the student `TIPSBackbone`.
+        init_model: the preset's `TIPSModel`.
+        preset: its name, for messages.
+
+    Raises:
+        ValueError: naming every recipe field that differs from the preset.
+    """
+    differences = []
+    for tower, key in (("vision", "vision_encoder"), ("text", "text_encoder")):
+        mine = getattr(backbone, key).get_config()
+        theirs = getattr(init_model.backbone, key).get_config()
+        for name in sorted(set(mine) | set(theirs)):
+            if name in _NOT_ARCHITECTURE or mine.get(name) == theirs.get(name):
+                continue
+            source = _RECIPE_SOURCES.get((tower, name), f"model.{tower}.{name}")
+            differences.append(
+                f"{source} is {mine.get(name)!r}, the preset's "
+                f"{theirs.get(name)!r}"
+            )
+    if differences:
+        raise ValueError(
+            f"train.init_preset={preset!r} has other towers than the recipe "
+            f"describes: {'; '.join(differences)}. Set those fields to the "
+            "preset's values (a position grid may differ on purpose: set "
+            "model.vision.position_grid_size to the preset's, the tower "
+            "interpolates it)."
+        )
+    backbone.set_weights(init_model.backbone.get_weights())
+
+
+def build_pretrainer(recipe, vocabulary_size, init_model=None):
     """Student backbone + TIPSPretrainer + compiled optimizer, from a
     recipe (resolved here if it is not yet: the position grid, the text
-    length and the optimizer's schedule length follow their sources)."""
+    length and the optimizer's schedule length follow their sources).
+
+    With `train.init_preset` the student starts from the preset's weights
+    (loaded before the pretrainer copies the student into its EMA teacher,
+    so the teacher starts from them too), and `train.lock_image` /
+    `train.lock_text` freeze a tower through Keras' `trainable` flag, so the
+    optimizer neither sees nor updates it.
+
+    Args:
+        recipe: a `PretrainRecipe`.
+        vocabulary_size: int. The tokenizer's vocabulary size.
+        init_model: the loaded `train.init_preset` (`load_init_preset`),
+            to not load it again.
+    """
     from keras_tips.models.tips_backbone import TIPSBackbone
     from keras_tips.models.tips_text_encoder import TIPSTextEncoder
     from keras_tips.models.tips_vision_encoder import TIPSVisionEncoder
@@ -112,16 +220,25 @@ def build_pretrainer(recipe, vocabulary_size):
     model = recipe.model
     text = dict(model.text, vocabulary_size=vocabulary_size)
     backbone = TIPSBackbone(
-        TIPSVisionEncoder(**model.vision, name="vision_encoder"),
-        TIPSTextEncoder(**text, name="text_encoder"),
+        TIPSVisionEncoder(**model.vision, dtype=model.dtype, name="vision_encoder"),
+        TIPSTextEncoder(**text, dtype=model.dtype, name="text_encoder"),
         temperature=model.temperature,
         dtype=model.dtype,
     )
+    train = recipe.train
+    if train.init_preset:
+        initialize_from_preset(
+            backbone, init_model or load_init_preset(recipe), train.init_preset
+        )
     pretrainer = TIPSPretrainer(
         backbone,
         total_steps=recipe.train.total_steps,
         **dataclasses.asdict(recipe.objective),
     )
+    if train.lock_image:
+        backbone.vision_encoder.trainable = False
+    if train.lock_text:
+        backbone.text_encoder.trainable = False
     optimizer = build_optimizer(recipe.optimizer)
     if recipe.train.nonfinite == "skip":
         optimizer = SkipNonFiniteUpdates(optimizer)
@@ -166,7 +283,8 @@ class _TrackedBatches:
 
 
 class _HistoryWriter(keras.callbacks.Callback):
-    """Appends each interval's logs to history.jsonl (survives resumes)."""
+    """Appends each logging window's logs to history.jsonl (survives
+    resumes)."""
 
     def __init__(self, path):
         super().__init__()
@@ -177,6 +295,47 @@ class _HistoryWriter(keras.callbacks.Callback):
         record = {"step": step, **{k: float(v) for k, v in (logs or {}).items()}}
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+
+
+class _IntervalCheckpoint(PeriodicCheckpoint):
+    """A `PeriodicCheckpoint` that saves at the end of every
+    `windows_per_checkpoint`-th epoch (each epoch is one logging window)."""
+
+    def __init__(self, directory, state_fn, windows_per_checkpoint):
+        super().__init__(directory, state_fn)
+        self.windows_per_checkpoint = windows_per_checkpoint
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.windows_per_checkpoint == 0:
+            super().on_epoch_end(epoch, logs)
+
+
+def _truncate_csv_log(path, windows):
+    """Keeps the header and the rows of the first `windows` logging windows
+    of a `CSVLogger` file (whose `epoch` column counts windows from 0);
+    removes the file when no row is kept, so the logger writes a new
+    header."""
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or "epoch" not in rows[0]:
+        os.remove(path)  # Cut before its header was complete.
+        return
+    column = rows[0].index("epoch")
+    kept = []
+    for row in rows[1:]:
+        try:
+            if int(row[column]) < windows:
+                kept.append(row)
+        except (IndexError, ValueError):
+            continue  # A row cut short by a kill.
+    if not kept:
+        os.remove(path)
+    elif len(kept) != len(rows) - 1:
+        text = io.StringIO()
+        csv.writer(text).writerows([rows[0]] + kept)
+        write_atomically(path, text.getvalue())
 
 
 def _truncate_history(path, step):
@@ -201,7 +360,8 @@ def _truncate_history(path, step):
 
 
 def read_history(output_dir):
-    """The logged metrics of a run: a list of dicts, one per interval."""
+    """The logged metrics of a run: a list of dicts, one per logging window
+    (`train.log_every_steps`), each with its last `"step"`."""
     path = os.path.join(output_dir, HISTORY_FILE)
     if not os.path.isfile(path):
         return []
@@ -222,8 +382,10 @@ def pretrain(recipe, output_dir, verbose="auto", callbacks=None):
 
     Args:
         recipe: a validated `PretrainRecipe`.
-        output_dir: str. Receives `checkpoints/`, `history.jsonl`,
-            `recipe.json` and, at the end, the student preset in `preset/`.
+        output_dir: str. Receives `checkpoints/`, `history.jsonl` (with
+            `train.csv_log`, `history.csv`; with `train.tensorboard`,
+            `tensorboard/`), `recipe.json` and, at the end, the student
+            preset in `preset/`.
         verbose: `fit` verbosity.
         callbacks: optional list of extra Keras callbacks for `fit` (e.g. a
             progress bar).
@@ -232,6 +394,11 @@ def pretrain(recipe, output_dir, verbose="auto", callbacks=None):
         The trained `TIPSPretrainer`.
     """
     recipe.validate()
+    if recipe.train.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ValueError(
+            "train.tensorboard writes TensorBoard logs, which needs the "
+            "tensorboard package: pip install 'keras-tips[tensorboard]'."
+        )
     dist = make_distribution(recipe.train.distribution)
     with dist.scope() if dist is not None else contextlib.nullcontext():
         return _pretrain(recipe, output_dir, verbose, list(callbacks or ()))
@@ -245,12 +412,15 @@ def _pretrain(recipe, output_dir, verbose, callbacks):
     with open(os.path.join(output_dir, "recipe.json"), "w", encoding="utf-8") as f:
         json.dump(recipe.to_dict(), f, indent=1, default=str)
     keras.utils.set_random_seed(recipe.train.seed)
-    tokenizer = build_tokenizer(recipe, output_dir)
-    pretrainer = build_pretrainer(recipe, tokenizer.vocabulary_size())
+    init_model = load_init_preset(recipe)
+    tokenizer = build_tokenizer(recipe, output_dir, init_model)
+    pretrainer = build_pretrainer(recipe, tokenizer.vocabulary_size(), init_model)
+    del init_model  # Its weights are in the student now.
     checkpoints = os.path.join(output_dir, "checkpoints")
     state = restore_checkpoint(pretrainer, checkpoints)
     step = 0 if state is None else int(state["step"])
-    interval = recipe.train.steps_per_checkpoint
+    train = recipe.train
+    interval, window = train.steps_per_checkpoint, train.log_every_steps
     if step % interval:
         raise CheckpointError(
             f"Checkpoint step {step} is not a multiple of {interval} "
@@ -259,27 +429,42 @@ def _pretrain(recipe, output_dir, verbose, callbacks):
         )
     history = os.path.join(output_dir, HISTORY_FILE)
     _truncate_history(history, step)
+    # History first: a kill between it and the checkpoint leaves a record
+    # newer than the checkpoint, dropped on resume; the other order could
+    # lose the record of a saved interval.
+    loggers = [_HistoryWriter(history)]
+    if train.csv_log:
+        path = os.path.join(output_dir, CSV_LOG_FILE)
+        _truncate_csv_log(path, step // window)
+        loggers.append(keras.callbacks.CSVLogger(path, append=True))
+    if train.tensorboard:
+        loggers.append(
+            keras.callbacks.TensorBoard(
+                os.path.join(output_dir, TENSORBOARD_DIR),
+                update_freq="epoch",
+                write_graph=False,
+            )
+        )
     pipeline = build_pipeline(recipe, tokenizer)
     try:
         if state is not None:
             pipeline.set_state(state["extra"]["data"])
             logger.info("Resumed from step %d.", step)
-        if step < recipe.train.total_steps:
+        if step < train.total_steps:
             batches = _TrackedBatches(pipeline, step)
             pretrainer.fit(
                 iter(batches),
-                steps_per_epoch=interval,
-                epochs=recipe.train.total_steps // interval,
-                initial_epoch=step // interval,
+                steps_per_epoch=window,
+                epochs=train.total_steps // window,
+                initial_epoch=step // window,
                 verbose=verbose,
                 callbacks=[
-                    nonfinite_guard(recipe.train.nonfinite),
-                    # History first: a kill between the two leaves a record
-                    # newer than the checkpoint, dropped on resume; the other
-                    # order could lose the record of a saved interval.
-                    _HistoryWriter(history),
-                    PeriodicCheckpoint(
-                        checkpoints, lambda s: {"data": batches.state_for(s)}
+                    nonfinite_guard(train.nonfinite),
+                    *loggers,
+                    _IntervalCheckpoint(
+                        checkpoints,
+                        lambda s: {"data": batches.state_for(s)},
+                        interval // window,
                     ),
                 ]
                 + callbacks,

@@ -18,19 +18,30 @@ recipe files leave them unset (None) and resolving fills them in:
 |                                     | * N)`, N patches of the crop     |
 | `model.vision["position_grid_size"]`| `data.image_size // patch size`  |
 | `evaluation.image_size`             | `data.image_size`                |
+| `train.log_every_steps`             | `train.steps_per_checkpoint`     |
 
 A followed field that is set to another value than its source gives is
 refused with a `ValueError` naming both, before anything is built; the last
-two may differ on purpose (a position embedding learned for another
+three may differ on purpose (a position embedding learned for another
 resolution, which the image tower interpolates, as the released 448 px
 models with their 32 x 32 grid are run at other sizes; an evaluation at
-another resolution). A filled-in field keeps following its source: an
+another resolution; a logging window that divides the checkpoint interval).
+A filled-in field keeps following its source: an
 override of `data.image_size` applied to a loaded recipe moves the crop, the
 position grid and the evaluation with it.
 
 Besides these fields, `train.total_steps` also sets the teacher momentum
 schedule, `data.sequence_length` the tokenizer, and `data.image_size` the
 generated shapes scenes and the exported preprocessor.
+
+A run started from a preset (`train.init_preset`) takes the preset's
+weights and tokenizer (`data.tokenizer`, if set, must be the same
+SentencePiece model); the towers the recipe describes must be the preset's,
+which is checked when the preset is loaded. Settings that cannot go
+together are refused by `validate`: a frozen tower (`train.lock_image`,
+`train.lock_text`) without a preset to start from, both towers frozen, or a
+frozen image tower with a term that trains only it (distillation, masking,
+KoLeo).
 """
 
 import ast
@@ -206,9 +217,35 @@ class TrainConfig:
             optimizer update of any step whose gradients are not all finite
             is not applied (weights, moments and learning-rate schedule stay
             as they were) and the run goes on; it still stops when a whole
-            checkpoint interval is skipped or when state updated in the
-            forward pass (EMA teacher, centres) becomes non-finite.
+            logging window (`log_every_steps`, by default the checkpoint
+            interval) is skipped or when state updated in the forward pass
+            (EMA teacher, centres) becomes non-finite.
             Checkpoints of one mode do not restore in the other.
+        log_every_steps: int. Logging window: every this many steps the
+            mean of each logged term over the window is appended to
+            `history.jsonl` (and to the TensorBoard and CSV logs). Follows
+            `steps_per_checkpoint` unless set; must divide it. Each window
+            is one Keras "epoch" of `fit`.
+        tensorboard: bool. Also write the window means as TensorBoard
+            summaries (`keras.callbacks.TensorBoard`) under
+            `OUTPUT/tensorboard`; their step axis counts windows.
+        csv_log: bool. Also write them to `OUTPUT/history.csv`
+            (`keras.callbacks.CSVLogger`); its `epoch` column counts
+            windows from 0, so a row's step is (epoch + 1) x
+            `log_every_steps`.
+        init_preset: optional str. A `TIPSModel` preset (registered name or
+            directory) whose weights, temperatures included, start the
+            student, and whose tokenizer is used (as open_clip's
+            `--pretrained`); the EMA teacher starts as a copy of this
+            initialised student. The recipe's `model.vision` / `model.text`
+            must describe the preset's towers; a difference is refused when
+            the run starts, naming the fields.
+        lock_image: bool. Freeze the image tower (`trainable = False`; LiT,
+            open_clip's `--lock-image`); needs `init_preset`, no term that
+            only trains the image tower (distillation, masking, KoLeo) and
+            no drop-path in it (a frozen tower still runs in training
+            mode).
+        lock_text: bool. Freeze the text tower; needs `init_preset`.
     """
 
     total_steps: int = 1000
@@ -217,6 +254,12 @@ class TrainConfig:
     distribution: str = "none"
     jit_compile: object = "auto"
     nonfinite: str = "stop"
+    log_every_steps: int | None = None
+    tensorboard: bool = False
+    csv_log: bool = False
+    init_preset: str | None = None
+    lock_image: bool = False
+    lock_text: bool = False
 
 
 @dataclasses.dataclass
@@ -301,6 +344,12 @@ FOLLOWED_FIELDS = (
         "evaluation.image_size",
         "data.image_size",
         lambda r: r.data.image_size,
+        may_differ=True,
+    ),
+    FollowedField(
+        "train.log_every_steps",
+        "train.steps_per_checkpoint",
+        lambda r: r.train.steps_per_checkpoint,
         may_differ=True,
     ),
 )
@@ -427,12 +476,68 @@ class PretrainRecipe:
             )
         if self.data.source != "shapes" and not self.data.path:
             raise ValueError(f"data.source={self.data.source!r} needs data.path.")
-        if self.data.source != "shapes" and not self.data.tokenizer:
+        if (
+            self.data.source != "shapes"
+            and not self.data.tokenizer
+            and not self.train.init_preset
+        ):
             raise ValueError(
                 "data.tokenizer (a SentencePiece model) is required outside "
-                "the embedded shapes dataset."
+                "the embedded shapes dataset, unless train.init_preset gives "
+                "one."
             )
+        self._check_logging_and_init()
         return self
+
+    def _check_logging_and_init(self):
+        train, objective = self.train, self.objective
+        window = train.log_every_steps
+        if (
+            not isinstance(window, int)
+            or window < 1
+            or train.steps_per_checkpoint % window
+        ):
+            raise ValueError(
+                f"train.log_every_steps ({window!r}) must be a positive "
+                "divisor of train.steps_per_checkpoint "
+                f"({train.steps_per_checkpoint})."
+            )
+        locked = [
+            name
+            for name in ("lock_image", "lock_text")
+            if getattr(train, name)
+        ]
+        if locked and not train.init_preset:
+            raise ValueError(
+                f"train.{locked[0]} freezes a tower, but nothing initialises "
+                "it: set train.init_preset to the preset to start from."
+            )
+        if len(locked) == 2:
+            raise ValueError(
+                "train.lock_image and train.lock_text together freeze both "
+                "towers: nothing but the temperatures would train."
+            )
+        image_only = {
+            "objective.distill_weight": objective.distill_weight,
+            "objective.mask_weight": objective.mask_weight,
+            "objective.koleo_weight": objective.koleo_weight,
+        }
+        active = [name for name, weight in image_only.items() if weight]
+        drop_path = self.model.vision.get("drop_path_rate") or 0.0
+        if train.lock_image and drop_path:
+            raise ValueError(
+                "train.lock_image freezes the image tower, but it still runs "
+                "in training mode and model.vision.drop_path_rate="
+                f"{drop_path} would drop its blocks at random: set "
+                "model.vision.drop_path_rate=0."
+            )
+        if train.lock_image and active:
+            raise ValueError(
+                "train.lock_image freezes the image tower, which "
+                f"{', '.join(active)} train(s) alone: set "
+                f"{'=0, '.join(active)}=0 to lock the image tower (LiT), or "
+                "leave it unlocked."
+            )
 
     def to_dict(self):
         return dataclasses.asdict(self)

@@ -7,6 +7,7 @@ from PIL import Image
 from keras_tips.data.image_files import UnreadableImageError
 from keras_tips.data.image_files import list_image_files
 from keras_tips.data.image_files import load_image
+from keras_tips.data.image_files import load_label_map
 from keras_tips.data.image_files import read_image_size
 
 
@@ -46,6 +47,63 @@ def test_an_undecodable_file_raises_unreadable_image_error(tmp_path):
     with pytest.raises(FileNotFoundError) as error:
         load_image(str(tmp_path / "missing.png"), (14, 14))
     assert not isinstance(error.value, UnreadableImageError)
+
+
+def test_lists_images_recursively_as_relative_paths(tmp_path):
+    (tmp_path / "b" / "deeper").mkdir(parents=True)
+    (tmp_path / ".hidden").mkdir()
+    for name in ("z.png", "b/a.JPG", "b/deeper/c.webp", "b/notes.txt", ".hidden/x.png"):
+        (tmp_path / name).write_bytes(b"")
+    assert list_image_files(str(tmp_path)) == ["z.png"]
+    assert list_image_files(str(tmp_path), recursive=True) == [
+        "b/a.JPG", "b/deeper/c.webp", "z.png"
+    ]
+
+
+def test_turns_a_photo_upright_by_its_exif_orientation(tmp_path):
+    # A 28 x 42 picture stored sideways; orientation 6 asks viewers to
+    # rotate it 90 degrees clockwise, giving 42 rows and 28 columns.
+    stored = np.zeros((28, 42, 3), dtype=np.uint8)
+    stored[:14, :14] = (255, 0, 0)  # red in the stored top-left corner
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = 6  # Orientation
+    image.save(tmp_path / "sideways.png", exif=exif)
+    # The size of the file as load_image decodes it is the upright one.
+    assert read_image_size(str(tmp_path / "sideways.png")) == (42, 28)
+    upright = load_image(str(tmp_path / "sideways.png"), (42, 28))
+    # Rotated clockwise, the stored top-left corner is the top-right one.
+    red = np.zeros((42, 28), dtype=np.float32)
+    red[:14, 14:] = 1.0
+    np.testing.assert_allclose(upright[..., 0], red, atol=1e-6)
+    # Without the tag the same pixels are read as stored.
+    Image.fromarray(stored).save(tmp_path / "plain.png")
+    assert read_image_size(str(tmp_path / "plain.png")) == (28, 42)
+    np.testing.assert_allclose(
+        load_image(str(tmp_path / "plain.png"), (28, 42)), stored / 255.0, atol=1e-6
+    )
+
+
+def test_reads_label_maps_unresized_and_refuses_rgb(tmp_path):
+    import pytest
+
+    ids = np.random.default_rng(0).integers(0, 151, (5, 7), dtype=np.uint8)
+    Image.fromarray(ids).save(tmp_path / "gray.png")
+    palette = Image.fromarray(ids).convert("P")
+    palette.putpalette(list(range(256)) * 3)
+    palette.save(tmp_path / "palette.png")
+    Image.fromarray(ids.astype(np.uint16) * 300).save(tmp_path / "wide.png")
+    ids = ids.astype(np.int64)
+    for name, expected in (("gray.png", ids), ("palette.png", ids), ("wide.png", ids * 300)):
+        labels = load_label_map(str(tmp_path / name))
+        assert labels.dtype == np.int64
+        np.testing.assert_array_equal(labels, expected)
+    Image.fromarray(np.stack([ids.astype(np.uint8)] * 3, -1)).save(tmp_path / "rgb.png")
+    with pytest.raises(ValueError, match="rgb.png.*not a label map"):
+        load_label_map(str(tmp_path / "rgb.png"))
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(UnreadableImageError, match="broken.png"):
+        load_label_map(str(tmp_path / "broken.png"))
 
 
 def test_reads_the_size_of_an_image_file(tmp_path):

@@ -63,3 +63,19 @@ def test_mixed_precision_forward():
     out = encoder(np.random.rand(2, 28, 28, 3).astype("float32"))
     assert keras.backend.standardize_dtype(out["cls_1"].dtype) == "bfloat16"
     assert encoder.cls_token.dtype == "float32"
+
+
+def test_a_preset_loads_in_another_dtype_towers_included(tiny_model, reference_presets):
+    from keras_tips import TIPSModel
+
+    model = TIPSModel.from_preset(reference_presets["tips_tiny"], dtype="bfloat16")
+    backbone = model.backbone
+    for layer in (backbone, backbone.vision_encoder, backbone.text_encoder):
+        assert layer.dtype_policy.name == "bfloat16", layer.name
+    assert tiny_model.backbone.vision_encoder.dtype_policy.name == "float32"
+    images = np.random.default_rng(0).random((2, 56, 56, 3), dtype="float32")
+    low = model.encode_images(images)["cls_1"]
+    full = tiny_model.encode_images(images)["cls_1"]
+    assert low.dtype == np.float32
+    # bfloat16 keeps 8 bits of mantissa: close to float32, but not equal.
+    assert 0 < np.abs(low - full).max() < 0.05 * np.abs(full).max()

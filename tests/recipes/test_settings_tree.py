@@ -101,6 +101,10 @@ def test_recipes_build_what_they_built_before(monkeypatch, path, overrides):
     pipeline = log["pipeline"]["arg_1"]
     _assert_contains(expected["pipeline"], _plain(dataclasses.asdict(pipeline)), "pipeline")
     _assert_contains(expected["optimizer"], _plain(log["optimizer"].get_config()), "optimizer")
+    # The towers were built without the recipe's dtype then (a mixed_bfloat16
+    # recipe trained float32 towers); now they get it, as the backbone does.
+    for tower in ("vision_encoder", "text_encoder"):
+        assert log[tower].pop("dtype") == recipe.model.dtype
     vision = {k: v for k, v in log["vision_encoder"].items() if k != "name"}
     assert vision == expected["vision_encoder"]
     text = {k: v for k, v in log["text_encoder"].items() if k not in ("name", "vocabulary_size")}
