@@ -38,6 +38,8 @@ class TIPSPretrainer(keras.Model):
     """Pretrains a TIPS backbone with the full TIPS objective.
 
     `fit` takes batches (dicts) with `"global_images"` (B, G, G, 3) in [0, 1],
+    optional `"contrastive_images"` (B, G, G, 3) (the crop paired with the
+    captions; without it the contrastive loss uses the global crop),
     optional `"local_images"` (B, L, S, S, 3), `"patch_mask"` (B, N) bool,
     `"web_token_ids"` / `"web_padding_mask"` and `"synthetic_token_ids"` /
     `"synthetic_padding_mask"` (B, T), and optional `"has_web"` /
@@ -88,9 +90,11 @@ class TIPSPretrainer(keras.Model):
         center_momentum: float (0.9).
         centering: `"centering"` (momentum centre) or `"sinkhorn_knopp"`.
         contrastive_view: `"unmasked"`: the contrastive loss sees the whole
-            global crop (one more student pass when a patch mask is given);
+            global crop, or the batch's `"contrastive_images"` when it has
+            them (one more student pass when a patch mask is given);
             `"masked"`: it reuses the masked pass of the iBOT loss (cheaper,
-            but a masked-out object can contradict its caption).
+            but a masked-out object can contradict its caption; a batch with
+            `"contrastive_images"` is refused).
         **kwargs: standard `keras.Model` arguments.
 
     Example:
@@ -264,6 +268,13 @@ class TIPSPretrainer(keras.Model):
                 "'local_images'. Set the pipeline's local_crop_count > 0, or "
                 "distill_weight=0."
             )
+        if self.contrastive_view == "masked" and "contrastive_images" in batch:
+            raise ValueError(
+                "The batch has 'contrastive_images' (a separate crop for the "
+                "contrastive loss) but contrastive_view='masked' reuses the "
+                "masked global crop. Use contrastive_view='unmasked', or set "
+                "the pipeline's augmentation.contrastive_crop=None."
+            )
         if self.mask_weight > 0 and "patch_mask" not in batch:
             raise ValueError(
                 "Masked image modelling needs a 'patch_mask' in the batch; "
@@ -287,7 +298,9 @@ class TIPSPretrainer(keras.Model):
         batch_size = ops.shape(images)[0]
         patch_mask = batch.get("patch_mask")
         masked_outputs = student(images, patch_mask=patch_mask, training=training)
-        if self.contrastive_view == "unmasked" and patch_mask is not None:
+        if "contrastive_images" in batch:
+            outputs = student(batch["contrastive_images"], training=training)
+        elif self.contrastive_view == "unmasked" and patch_mask is not None:
             outputs = student(images, training=training)
         else:
             outputs = masked_outputs
