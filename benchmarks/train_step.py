@@ -87,6 +87,7 @@ class BatchShape:
     mask: object  # PatchMaskConfig
     sequence_length: int
     vocabulary_size: int
+    contrastive_crop: bool = False
 
     @property
     def num_patches(self):
@@ -110,6 +111,7 @@ def batch_shape(recipe, vocabulary_size=None):
         mask=config.mask,
         sequence_length=recipe.data.sequence_length,
         vocabulary_size=vocabulary_size,
+        contrastive_crop=config.augmentation.contrastive_crop is not None,
     )
 
 
@@ -136,8 +138,9 @@ def train_step_flops(recipe, shape):
     model and objective of `recipe` at its batch `shape`.
 
     Trained path (student image tower on the masked global crop, again on
-    the unmasked global crop for the contrastive terms (the pretrainer's
-    default `contrastive_view="unmasked"`) and on the local crops, text
+    the unmasked global crop or the separate contrastive crop, of the same
+    size, for the contrastive terms (the pretrainer's default
+    `contrastive_view="unmasked"`) and on the local crops, text
     tower on both captions, DINO head on the local CLS tokens, iBOT head on
     the global patch tokens, contrastive logits) counts 3x its forward
     (forward + backward); the teacher (image tower on the global crop, both
@@ -220,6 +223,10 @@ def random_batch(shape, seed=0):
         "has_web": np.ones((b,), bool),
         "has_synthetic": np.ones((b,), bool),
     }
+    if shape.contrastive_crop:
+        batch["contrastive_images"] = rng.random(
+            (b, shape.global_size, shape.global_size, 3), dtype="float32"
+        )
     for key in ("web", "synthetic"):
         ids = rng.integers(2, shape.vocabulary_size, (b, length)).astype("int32")
         batch[f"{key}_token_ids"] = np.where(batch[f"{key}_padding_mask"], ids, 0)

@@ -20,6 +20,10 @@ Batch contract (numpy):
 "global_images":          float32 (B, G, G, 3) in [0, 1]
 "local_images":           float32 (B, N_local, S, S, 3) in [0, 1]
                           (only when N_local > 0)
+"contrastive_images":     float32 (B, G, G, 3) in [0, 1]: the crop paired
+                          with the captions (only when training with a
+                          separate contrastive crop; without it, the
+                          contrastive loss uses "global_images")
 "patch_mask":             bool (B, (G // patch_size) ** 2), True = masked
                           patch,
                           row-major over the patch grid
@@ -54,6 +58,7 @@ logger = logging.getLogger("keras_tips.data")
 BATCH_KEYS = (
     "global_images",
     "local_images",
+    "contrastive_images",
     "patch_mask",
     "web_token_ids",
     "web_padding_mask",
@@ -301,8 +306,9 @@ class PretrainingPipeline:
             "has_web": _as_owned_array(element["has_web"]),
             "has_synthetic": _as_owned_array(element["has_synthetic"]),
         }
-        if "local_images" in element:
-            batch["local_images"] = _as_owned_array(element["local_images"])
+        for key in ("local_images", "contrastive_images"):
+            if key in element:
+                batch[key] = _as_owned_array(element[key])
         if self.config.include_texts:
             batch["web_caption"] = np.array(
                 element["web_caption"], dtype=object

@@ -26,7 +26,9 @@ class PipelineConfig:
             G // patch_size. In a recipe it follows the model's.
         mask: `PatchMaskConfig`. How the iBOT patch masks are drawn (ratio,
             mode, probability that an image is masked, smallest block).
-        augmentation: `AugmentationConfig`.
+        augmentation: `AugmentationConfig`: how each kind of crop (the
+            contrastive crop paired with the captions, the global crop,
+            the local crops) is cut and distorted.
         training: bool. False: resize + centre crop only, no local crops,
             empty masks, no shuffle.
         eval_crop_fraction: float. Centre-crop fraction when not training.

@@ -373,6 +373,18 @@ class PretrainRecipe:
                 "train.nonfinite must be 'stop' or 'skip'; received "
                 f"{self.train.nonfinite!r}."
             )
+        augmentation = self.data.pipeline.augmentation
+        if (
+            self.objective.contrastive_view == "masked"
+            and augmentation.contrastive_crop is not None
+        ):
+            raise ValueError(
+                "objective.contrastive_view='masked' trains the contrastive "
+                "loss on the masked global crop, but "
+                "data.pipeline.augmentation.contrastive_crop makes a separate "
+                "crop for it. Set data.pipeline.augmentation.contrastive_crop"
+                "=None, or objective.contrastive_view='unmasked'."
+            )
         if self.data.source not in ("shapes", "jsonl", "array_record"):
             raise ValueError(
                 "data.source must be 'shapes', 'jsonl' or 'array_record'; "

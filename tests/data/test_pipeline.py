@@ -87,10 +87,11 @@ def test_batch_contract(
     )
     for batch in batches:
         assert set(batch) == expected_keys
-        images = batch["global_images"]
-        assert images.dtype == np.float32
-        assert images.shape == (batch_size, global_size, global_size, 3)
-        assert 0.0 <= images.min() and images.max() <= 1.0
+        for key in ("global_images", "contrastive_images"):
+            images = batch[key]
+            assert images.dtype == np.float32
+            assert images.shape == (batch_size, global_size, global_size, 3)
+            assert 0.0 <= images.min() and images.max() <= 1.0
         if local_count:
             local = batch["local_images"]
             assert local.dtype == np.float32
@@ -332,8 +333,8 @@ def test_eval_mode_resizes_and_centre_crops(tokenizer):
     assert not batch["synthetic_padding_mask"].any()
 
 
-def test_flipped_global_crop_swaps_left_and_right_in_captions(tokenizer):
-    source = InMemoryImageTextSource(
+def _left_right_source():
+    return InMemoryImageTextSource(
         [
             {
                 "image": np.zeros((16, 16, 3), np.uint8),
@@ -345,22 +346,49 @@ def test_flipped_global_crop_swaps_left_and_right_in_captions(tokenizer):
         ]
         * 2
     )
-    always_flip = AugmentationConfig.none()
-    always_flip = dataclasses.replace(always_flip, flip_probability=1.0)
+
+
+def _flip_only(augmentation, kind):
+    crop = getattr(augmentation, kind)
+    return dataclasses.replace(
+        augmentation, **{kind: dataclasses.replace(crop, flip_probability=1.0)}
+    )
+
+
+@pytest.mark.parametrize(
+    "separate, flipped_kind, swapped",
+    [
+        (True, "contrastive_crop", True),
+        (True, "global_crop", False),
+        (True, "local_crop", False),
+        (False, "global_crop", True),
+    ],
+)
+def test_captions_swap_left_and_right_with_their_crop(
+    tokenizer, separate, flipped_kind, swapped
+):
+    """Captions follow the flip of the crop they are paired with: the
+    contrastive crop, or the global crop when there is no separate one."""
+    augmentation = AugmentationConfig.none(separate_contrastive_crop=separate)
     config = PipelineConfig(
         batch_size=2,
         global_image_size=14,
-        local_crop_count=0,
-        augmentation=always_flip,
+        local_crop_count=1,
+        local_image_size=14,
+        augmentation=_flip_only(augmentation, flipped_kind),
         include_texts=True,
     )
-    with PretrainingPipeline(source, config, tokenizer) as pipeline:
+    with PretrainingPipeline(_left_right_source(), config, tokenizer) as pipeline:
         batch = next(pipeline)
-    assert list(batch["web_caption"]) == ["a red circle on the right"] * 2
-    assert (
-        list(batch["synthetic_caption"])
-        == ["a red circle in the top right, a square on the left"] * 2
-    )
+    assert ("contrastive_images" in batch) == separate
+    if swapped:
+        web = "a red circle on the right"
+        synthetic = "a red circle in the top right, a square on the left"
+    else:
+        web = "a red circle on the left"
+        synthetic = "a red circle in the top left, a square on the right"
+    assert list(batch["web_caption"]) == [web] * 2
+    assert list(batch["synthetic_caption"]) == [synthetic] * 2
 
 
 def test_config_and_tokenizer_errors(tokenizer):
