@@ -120,19 +120,19 @@ def build_example_dataset(source, config):
         `grain.MapDataset` of examples (see `PretrainingExampleTransform`).
     """
     config.check_complete()
+    shard_index, shard_count = config.shard()
     num_records = len(source)
-    per_shard = num_records // config.shard_count
+    per_shard = num_records // shard_count
     if per_shard == 0:
         raise ValueError(
             f"The source has {num_records} records, fewer than the "
-            f"{config.shard_count} shards."
+            f"{shard_count} shards (one per process unless "
+            "data.pipeline.shard_count is set): each shard needs at least "
+            "one record."
         )
     dataset = grain.MapDataset.source(SafeSource(source))
-    if config.shard_count > 1:
-        dataset = dataset[
-            config.shard_index : per_shard
-            * config.shard_count : config.shard_count
-        ]
+    if shard_count > 1:
+        dataset = dataset[shard_index : per_shard * shard_count : shard_count]
     if config.shuffle and config.training:
         dataset = dataset.shuffle(seed=_derived_seed(config.seed, 0))
     if config.num_epochs != 1:
@@ -141,7 +141,7 @@ def build_example_dataset(source, config):
     # draw the same crops for their i-th examples.
     return dataset.random_map(
         PretrainingExampleTransform(config),
-        seed=_derived_seed(config.seed, 1, config.shard_index),
+        seed=_derived_seed(config.seed, 1, shard_index),
     )
 
 

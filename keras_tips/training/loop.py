@@ -1,10 +1,19 @@
-"""`pretrain`: a whole, resumable TIPS pretraining run from a recipe.
+"""`pretrain`: a whole, resumable TIPS pretraining run from a recipe, on one
+process or several.
 
 files -> grain pipeline -> `TIPSPretrainer.fit` -> atomic checkpoints ->
 exported `TIPSModel` preset. Each "epoch" of `fit` is one checkpoint interval;
 a run that is killed and started again with the same command restores the
-latest complete checkpoint (weights, teacher, centres, optimizer, step) and
+newest intact checkpoint (weights, teacher, centres, optimizer, step) and
 the data iterator state, and continues on the next unseen batch.
+
+Several processes (hosts) run the same command on one shared output
+directory (see `keras_tips.training.distribution.initialize_processes`).
+Each reads its own shard of the data, feeds its slice of every global
+batch, and writes its own data position at every checkpoint
+(`checkpoints/data_process_{i}/`); process 0 alone writes the weights
+checkpoints, `history.jsonl`, `recipe.json` and the exported preset. On
+resume every process restores the same checkpoint and its own position.
 """
 
 import contextlib
@@ -16,9 +25,15 @@ import os
 import keras
 
 from keras_tips.atomic_files import write_atomically
+from keras_tips.backend.processes import check_processes_agree
+from keras_tips.backend.processes import sync_processes
 from keras_tips.errors import CheckpointError
+from keras_tips.training import distribution as distribution_lib
 from keras_tips.training.checkpoint import PeriodicCheckpoint
-from keras_tips.training.checkpoint import restore_checkpoint
+from keras_tips.training.checkpoint import find_intact_checkpoint
+from keras_tips.training.checkpoint import load_checkpoint
+from keras_tips.training.checkpoint import read_data_position
+from keras_tips.training.checkpoint import save_data_position
 from keras_tips.training.nonfinite import SkipNonFiniteUpdates
 from keras_tips.training.nonfinite import nonfinite_guard
 
@@ -31,20 +46,25 @@ def make_distribution(spec):
     """The `keras.distribution` of a `TrainConfig.distribution` string (None
     for "none"). It is applied as a scope around one run, so it does not leak
     into whatever the process does next."""
-    from keras_tips.training import distribution
-
     if spec in (None, "", "none"):
         return None
     if spec == "data_parallel":
-        dist = distribution.data_parallel()
-    elif spec.startswith("model_parallel:"):
-        dist = distribution.model_parallel(int(spec.split(":", 1)[1]))
-    else:
-        raise ValueError(
-            "train.distribution must be 'none', 'data_parallel' or "
-            f"'model_parallel:N'; received {spec!r}."
-        )
-    return dist
+        return distribution_lib.data_parallel()
+    if isinstance(spec, str) and spec.startswith("model_parallel:"):
+        size = spec.split(":", 1)[1]
+        if not size.isdigit() or int(size) < 1:
+            raise ValueError(
+                "train.distribution='model_parallel:N' needs N, the devices "
+                f"of one model replica, as a positive int; received {spec!r}."
+            )
+        try:
+            return distribution_lib.model_parallel(int(size))
+        except ValueError as error:
+            raise ValueError(f"train.distribution={spec!r}: {error}") from None
+    raise ValueError(
+        "train.distribution must be 'none', 'data_parallel' or "
+        f"'model_parallel:N'; received {spec!r}."
+    )
 
 
 def build_tokenizer(recipe, output_dir=None):
@@ -216,36 +236,68 @@ def read_history(output_dir):
 def pretrain(recipe, output_dir, verbose="auto"):
     """Runs (or resumes) a pretraining recipe and exports the student.
 
-    The recipe's `train.distribution` applies inside this call only.
+    When several processes are configured (see
+    `keras_tips.training.distribution.initialize_processes`), they are
+    started first; every process runs this with the same recipe and the
+    same, shared `output_dir`. The recipe's `train.distribution` applies
+    inside this call only.
 
     Args:
         recipe: a validated `PretrainRecipe`.
         output_dir: str. Receives `checkpoints/`, `history.jsonl`,
             `recipe.json` and, at the end, the student preset in `preset/`.
-        verbose: `fit` verbosity.
+        verbose: `fit` verbosity (of process 0; the others are quiet).
 
     Returns:
         The trained `TIPSPretrainer`.
+
+    Raises:
+        ValueError: before anything is built, for a placement the processes
+            and devices cannot follow (a per-process batch the devices do
+            not divide, a model-parallel size that does not divide the
+            devices, a process id out of range, fewer data shards than
+            processes).
+        CheckpointError: no intact checkpoint to resume from, or one of
+            another configuration.
     """
     recipe.validate()
+    process, processes = distribution_lib.initialize_processes()
     dist = make_distribution(recipe.train.distribution)
+    distribution_lib.check_placement(dist, recipe.data.pipeline.batch_size)
+    if processes > 1 and recipe.train.distribution.startswith("model_parallel"):
+        raise ValueError(
+            "train.distribution=model_parallel on several processes: the "
+            "weights would be split across processes, and this loop writes "
+            "checkpoints of weights that each process holds whole. Use "
+            "data_parallel across processes (or one process)."
+        )
+    recipe.data.pipeline.shard()  # Fewer shards than processes: refused now.
     with dist.scope() if dist is not None else contextlib.nullcontext():
-        return _pretrain(recipe, output_dir, verbose)
+        return _pretrain(recipe, output_dir, verbose, process, processes)
 
 
-def _pretrain(recipe, output_dir, verbose):
+def _pretrain(recipe, output_dir, verbose, process, processes):
     from keras_tips.models.tips_image_converter import TIPSImageConverter
     from keras_tips.models.tips_preprocessor import TIPSPreprocessor
 
+    writer = process == 0
     os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, "recipe.json"), "w", encoding="utf-8") as f:
-        json.dump(recipe.to_dict(), f, indent=1, default=str)
+    if writer:
+        write_atomically(
+            os.path.join(output_dir, "recipe.json"),
+            json.dumps(recipe.to_dict(), indent=1, default=str),
+        )
     keras.utils.set_random_seed(recipe.train.seed)
     tokenizer = build_tokenizer(recipe, output_dir)
     pretrainer = build_pretrainer(recipe, tokenizer.vocabulary_size())
     checkpoints = os.path.join(output_dir, "checkpoints")
-    state = restore_checkpoint(pretrainer, checkpoints)
-    step = 0 if state is None else int(state["step"])
+    found = find_intact_checkpoint(
+        checkpoints, lambda state: _data_position(checkpoints, state, processes)
+    )
+    step = 0 if found is None else int(found[1]["step"])
+    check_processes_agree(step, "the checkpoint step to resume from")
+    if found is not None:
+        load_checkpoint(pretrainer, *found)
     interval = recipe.train.steps_per_checkpoint
     if step % interval:
         raise CheckpointError(
@@ -254,34 +306,79 @@ def _pretrain(recipe, output_dir, verbose):
             "was started with, or start a new output directory."
         )
     history = os.path.join(output_dir, HISTORY_FILE)
-    _truncate_history(history, step)
+    if writer:
+        _truncate_history(history, step)
+    keep = recipe.train.keep_checkpoints
     pipeline = build_pipeline(recipe, tokenizer)
     try:
-        if state is not None:
-            pipeline.set_state(state["extra"]["data"])
+        if found is not None:
+            pipeline.set_state(
+                _data_position(checkpoints, found[1], processes, process)
+            )
             logger.info("Resumed from step %d.", step)
         if step < recipe.train.total_steps:
             batches = _TrackedBatches(pipeline, step)
+
+            def save_position(saved_step):
+                # Every process's position is on disk before process 0
+                # publishes the weights of the same step.
+                save_data_position(
+                    checkpoints, saved_step, batches.state_for(saved_step),
+                    process, keep,
+                )
+                sync_processes(f"data positions of step {saved_step}")
+
+            callbacks = [nonfinite_guard(recipe.train.nonfinite)]
+            if writer:
+                # History first: a kill between the two leaves a record
+                # newer than the checkpoint, dropped on resume; the other
+                # order could lose the record of a saved interval.
+                callbacks.append(_HistoryWriter(history))
+            callbacks.append(
+                PeriodicCheckpoint(
+                    checkpoints, keep=keep, before_save=save_position,
+                    writes_weights=writer,
+                )
+            )
             pretrainer.fit(
                 iter(batches),
                 steps_per_epoch=interval,
                 epochs=recipe.train.total_steps // interval,
                 initial_epoch=step // interval,
-                verbose=verbose,
-                callbacks=[
-                    nonfinite_guard(recipe.train.nonfinite),
-                    # History first: a kill between the two leaves a record
-                    # newer than the checkpoint, dropped on resume; the other
-                    # order could lose the record of a saved interval.
-                    _HistoryWriter(history),
-                    PeriodicCheckpoint(
-                        checkpoints, lambda s: {"data": batches.state_for(s)}
-                    ),
-                ],
+                verbose=verbose if writer else 0,
+                callbacks=callbacks,
             )
     finally:
         pipeline.close()
-    size = recipe.data.image_size
-    preprocessor = TIPSPreprocessor(tokenizer, TIPSImageConverter((size, size)))
-    pretrainer.export_student(os.path.join(output_dir, "preset"), preprocessor)
+    if writer:
+        size = recipe.data.image_size
+        preprocessor = TIPSPreprocessor(tokenizer, TIPSImageConverter((size, size)))
+        with distribution_lib.outside_distribution():
+            pretrainer.export_student(os.path.join(output_dir, "preset"), preprocessor)
+    sync_processes("preset exported")
     return pretrainer
+
+
+def _data_position(checkpoints, state, processes, process=None):
+    """The data position of `process` saved with a checkpoint; without a
+    `process`, checks that every process's is there.
+
+    Checkpoints written before positions were kept per process hold the
+    single process's position in their state (`extra["data"]`).
+
+    Raises:
+        CheckpointError: a position is missing or damaged.
+    """
+    step = state["step"]
+    legacy = state.get("extra", {}).get("data")
+    targets = range(processes) if process is None else [process]
+    position = None
+    for index in targets:
+        try:
+            position = read_data_position(checkpoints, step, index)
+        except CheckpointError:
+            if processes == 1 and legacy is not None:
+                position = legacy
+                continue
+            raise
+    return position

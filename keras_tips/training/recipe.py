@@ -179,6 +179,9 @@ class TrainConfig:
             checkpoint interval is skipped or when state updated in the
             forward pass (EMA teacher, centres) becomes non-finite.
             Checkpoints of one mode do not restore in the other.
+        keep_checkpoints: int >= 2. Checkpoints kept on disk; a resumed run
+            starts from the newest intact one, so a damaged checkpoint costs
+            one interval instead of the run.
     """
 
     total_steps: int = 1000
@@ -187,6 +190,7 @@ class TrainConfig:
     distribution: str = "none"
     jit_compile: object = "auto"
     nonfinite: str = "stop"
+    keep_checkpoints: int = 3
 
 
 @dataclasses.dataclass
@@ -367,6 +371,12 @@ class PretrainRecipe:
             raise ValueError(
                 f"train.steps_per_checkpoint ({self.train.steps_per_checkpoint}) "
                 f"must divide train.total_steps ({self.train.total_steps})."
+            )
+        keep = self.train.keep_checkpoints
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 2:
+            raise ValueError(
+                "train.keep_checkpoints must be an int >= 2 (with one, a "
+                f"damaged checkpoint would end the run). Received: {keep!r}"
             )
         if self.train.nonfinite not in ("stop", "skip"):
             raise ValueError(

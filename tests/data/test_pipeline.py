@@ -404,9 +404,11 @@ def test_config_and_tokenizer_errors(tokenizer):
         PipelineConfig(shard_index=2, shard_count=2)
     with pytest.raises(ValueError, match="text_tokenizer"):
         PretrainingPipeline(shapes_source(), PipelineConfig(), None)
-    with pytest.raises(ValueError, match="fewer than"):
+    with pytest.raises(ValueError, match="both"):
+        PipelineConfig(shard_count=3)
+    with pytest.raises(ValueError, match="2 records, fewer than the 3 shards"):
         PretrainingPipeline(
-            text_source(2), PipelineConfig(shard_count=3), tokenizer
+            text_source(2), PipelineConfig(shard_index=0, shard_count=3), tokenizer
         )
 
     def wrong_shapes(texts):
@@ -438,3 +440,25 @@ def test_the_whole_mask_config_reaches_the_masker():
             8, 0.5, np.random.default_rng(3), min_block_patches=min_block_patches
         )
         assert np.array_equal(drawn, expected) == same
+
+
+def test_each_process_reads_its_own_shard_by_default(monkeypatch, tokenizer):
+    """Left unset, the shard is this process's index of the process count;
+    a configured split with fewer shards than processes is refused."""
+    from keras_tips.data import pipeline_config
+
+    monkeypatch.setattr(pipeline_config, "process_count", lambda: 2)
+    monkeypatch.setattr(pipeline_config, "process_index", lambda: 1)
+    config = PipelineConfig(
+        batch_size=3, global_image_size=14, local_crop_count=0,
+        shuffle=False, num_epochs=1, include_texts=True, drop_remainder=False,
+    )
+    assert config.shard() == (1, 2)
+    with PretrainingPipeline(text_source(6), config, tokenizer) as pipeline:
+        texts = [t for batch in pipeline for t in batch["synthetic_caption"]]
+    assert texts == ["record 1", "record 3", "record 5"]
+    assert dataclasses.replace(config, shard_index=3, shard_count=4).shard() == (3, 4)
+    with pytest.raises(ValueError, match="shard_count=1 is fewer than the 2 processes"):
+        dataclasses.replace(config, shard_index=0, shard_count=1).shard()
+    with pytest.raises(ValueError, match="fewer than the 2 shards"):
+        PretrainingPipeline(text_source(1), config, tokenizer)

@@ -127,6 +127,12 @@ def test_recipes_build_what_they_built_before(monkeypatch, path, overrides):
     pipeline = log["pipeline"]["arg_1"]
     expected_pipeline = dict(expected["pipeline"])
     augmentation = _per_crop_kind(expected_pipeline.pop("augmentation"))
+    # One shard per process is now the recipes' default (left unset, it is
+    # this process's index of the process count): in one process, the
+    # single shard 0 of 1 as before.
+    assert (expected_pipeline.pop("shard_index"), expected_pipeline.pop("shard_count")) == (0, 1)
+    assert (pipeline.shard_index, pipeline.shard_count) == (None, None)
+    assert pipeline.shard() == (0, 1)
     _assert_contains(expected_pipeline, _plain(dataclasses.asdict(pipeline)), "pipeline")
     # The self-distillation crops are augmented as before; the b14 recipe's
     # captions are now paired with a crop of their own (tiny_shapes' with
