@@ -137,18 +137,22 @@ def build_parser():
         description="TIPS image-text models for Keras 3 (JAX, TensorFlow, PyTorch).",
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
+    from keras_tips.cli.convert_dpt import add_convert_dpt
     from keras_tips.cli.demo import add_demo
     from keras_tips.cli.evaluate import add_evaluate
+    from keras_tips.cli.predict import add_predict
     from keras_tips.cli.pretrain import add_ablation
     from keras_tips.cli.pretrain import add_pretrain
     from keras_tips.cli.show import add_show
 
     _add_convert(subparsers)
+    add_convert_dpt(subparsers)
     add_pretrain(subparsers)
     add_ablation(subparsers)
     add_evaluate(subparsers)
     _add_embed(subparsers)
     add_show(subparsers)
+    add_predict(subparsers)
     add_demo(subparsers)
     return parser
 

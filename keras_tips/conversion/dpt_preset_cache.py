@@ -32,8 +32,8 @@ def _download(url, cache_dir, name):
         raise RuntimeError(
             f"Could not download the DPT head {name!r} from {url} ({cause}). "
             "If this machine is offline, download the file elsewhere and "
-            f"convert it with `keras_tips.convert_dpt_checkpoint(FILE, "
-            f"task={task!r}, output_dir=DIR)`, then load DIR; or set "
+            f"convert it with `keras-tips convert-dpt --checkpoint FILE "
+            f"--task {task} --output DIR`, then load DIR; or set "
             f"{MIRROR_ENV} to a local mirror."
         ) from cause
 

@@ -14,6 +14,11 @@ _EPSILON = 1e-12
 def l2_normalize(x, axis=-1, epsilon=_EPSILON):
     """L2-normalises `x` along `axis`; all-zero vectors stay zero.
 
+    The NumPy counterpart of `keras_tips.layers.contrastive_head.l2_normalize`
+    (which normalises backend tensors in training and inference): evaluation
+    works on NumPy arrays, and normalising them with NumPy, summing squares in
+    float64, keeps every metric identical on JAX, TensorFlow and PyTorch.
+
     Args:
         x: array-like of floats.
         axis: int. The axis to normalise.

@@ -7,9 +7,54 @@ from keras import ops
 
 
 def l2_normalize(x, axis=-1, epsilon=1e-12):
-    """Scales `x` to unit L2 norm along `axis`; zero vectors stay zero."""
+    """Scales `x` to unit L2 norm along `axis`; zero vectors stay zero.
+
+    The squared norm is floored at `epsilon`, so the result (and its
+    gradient) stays finite for a zero vector. This is the one L2
+    normalisation of backend tensors in the package: the contrastive logits
+    and loss, KoLeo, the DINO head and `TIPSModel.normalize` use it.
+    (`keras_tips.evaluation` normalises NumPy arrays with its own NumPy
+    function, so that metrics do not depend on the backend.)
+
+    Args:
+        x: tensor or array.
+        axis: int. The axis to normalise.
+        epsilon: float. Floor of the squared norm.
+
+    Example:
+    ```python
+    l2_normalize(keras.ops.convert_to_tensor([[3.0, 4.0]]))  # [[0.6, 0.8]]
+    ```
+    """
+    x = ops.convert_to_tensor(x)
     squared = ops.sum(ops.square(x), axis=axis, keepdims=True)
     return x * ops.rsqrt(ops.maximum(squared, epsilon))
+
+
+def cosine_logits(image_embeddings, text_embeddings, temperature):
+    """`cos(x_i, y_j) / temperature` for every image i and text j, in float32.
+
+    The logits of the image-text alignment, shared by `ContrastiveHead`
+    (zero-shot inference) and the contrastive loss (training).
+
+    Args:
+        image_embeddings: (B_images, D) tensor.
+        text_embeddings: (B_texts, D) tensor.
+        temperature: positive scalar (float or tensor).
+
+    Returns:
+        float32 (B_images, B_texts) tensor.
+
+    Example:
+    ```python
+    logits = cosine_logits(image_embeddings, text_embeddings, 0.01)
+    ```
+    """
+    images = l2_normalize(ops.cast(image_embeddings, "float32"))
+    texts = l2_normalize(ops.cast(text_embeddings, "float32"))
+    return ops.matmul(images, ops.transpose(texts)) / ops.cast(
+        temperature, "float32"
+    )
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
@@ -88,11 +133,7 @@ class ContrastiveHead(keras.layers.Layer):
     def call(self, image_embeddings, text_embeddings, synthetic=False):
         """Returns cosine(image, text) / temperature, (B_images, B_texts)."""
         temperature = self.synthetic_temperature if synthetic else self.temperature
-        image_embeddings = l2_normalize(ops.cast(image_embeddings, "float32"))
-        text_embeddings = l2_normalize(ops.cast(text_embeddings, "float32"))
-        return ops.matmul(image_embeddings, ops.transpose(text_embeddings)) / (
-            temperature
-        )
+        return cosine_logits(image_embeddings, text_embeddings, temperature)
 
     def compute_output_spec(self, image_embeddings, text_embeddings, **kwargs):
         return keras.KerasTensor(

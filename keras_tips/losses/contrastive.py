@@ -15,22 +15,23 @@ as the target:
 where `V` is the set of valid pairs (rows whose caption exists). Invalid
 pairs are neither anchors nor negatives, so the loss equals the loss of the
 batch with the invalid rows removed; it is 0 when `V` is empty.
+
+TIPS has one such loss per caption type T (CLS1 with web captions, CLS2 with
+synthetic ones, each with its own temperature) and averages them:
+
+    fixed:      L = 1/|T| sum_t L_t                     (½ (L_web + L_syn))
+    available:  L = sum_t a_t L_t / max(sum_t a_t, 1)
+
+where a_t is 1 when the batch holds at least one caption of type t, so a
+batch without synthetic captions is not halved (`mean_over_caption_types`).
 """
 
 from keras import ops
 
+from keras_tips.layers.contrastive_head import cosine_logits
+
 # Added to the logits of excluded pairs; exp(-1e9) is exactly 0 in float32.
 _MASK_VALUE = -1e9
-
-
-def l2_normalize(x, axis=-1, epsilon=1e-12):
-    """Scales `x` to unit L2 norm along `axis`; zero vectors stay zero.
-
-    The squared norm is floored at `epsilon`, so the result (and its
-    gradient) stays finite for a zero vector.
-    """
-    squared = ops.sum(ops.square(x), axis=axis, keepdims=True)
-    return x * ops.rsqrt(ops.maximum(squared, epsilon))
 
 
 def arange_like(x):
@@ -40,29 +41,6 @@ def arange_like(x):
     dimension is only known at run time (TensorFlow graphs).
     """
     return ops.cumsum(ops.ones_like(ops.cast(x, "float32"))) - 1.0
-
-
-def clip_temperature(temperature, min_temperature=1e-3, max_temperature=0.5):
-    """Clips a temperature to `[min_temperature, max_temperature]`."""
-    return ops.clip(
-        ops.cast(temperature, "float32"), min_temperature, max_temperature
-    )
-
-
-def temperature_from_log(
-    log_temperature, min_temperature=1e-3, max_temperature=0.5
-):
-    """The temperature `exp(log_temperature)`, clipped.
-
-    A learnable temperature is best stored as its logarithm (the update is
-    then relative to its size); this reads it back and clips it to a sane
-    range so that the logits can neither explode nor vanish.
-    """
-    return clip_temperature(
-        ops.exp(ops.cast(log_temperature, "float32")),
-        min_temperature,
-        max_temperature,
-    )
 
 
 def contrastive_loss(
@@ -82,12 +60,13 @@ def contrastive_loss(
         `(loss, accuracy)`, two float32 scalars: the loss averaged over valid
         anchors (0 when none is valid), and the fraction of valid image
         anchors whose highest-scoring valid text is their own (0 when none).
+
+    Example:
+    ```python
+    loss, accuracy = contrastive_loss(cls_1, web_text, 0.01, has_web)
+    ```
     """
-    images = l2_normalize(ops.cast(image_embeddings, "float32"))
-    texts = l2_normalize(ops.cast(text_embeddings, "float32"))
-    logits = ops.matmul(images, ops.transpose(texts)) / ops.cast(
-        temperature, "float32"
-    )
+    logits = cosine_logits(image_embeddings, text_embeddings, temperature)
     if valid_mask is None:
         valid = ops.ones_like(logits[:, 0], dtype="bool")
     else:
@@ -114,3 +93,40 @@ def contrastive_loss(
     correct = ops.logical_and(own, valid)
     accuracy = ops.sum(ops.cast(correct, "float32")) / denominator
     return loss, accuracy
+
+
+def mean_over_caption_types(losses, present, weighting="available"):
+    """The contrastive term of TIPS from the loss of each caption type.
+
+    Args:
+        losses: list of float32 scalars, one `contrastive_loss` per caption
+            type in use (web, and synthetic unless trained without).
+        present: list of float32 scalars in {0, 1}, the same length: 1 when
+            the batch holds at least one caption of that type.
+        weighting: `"available"` (average over the types the batch has) or
+            `"fixed"` (every type in use weighs 1/len(losses)).
+
+    Returns:
+        float32 scalar.
+
+    Example:
+    ```python
+    contrastive = mean_over_caption_types([web, synthetic], [1.0, 0.0])  # web
+    ```
+    """
+    if weighting not in ("available", "fixed"):
+        raise ValueError(
+            "`weighting` must be 'available' or 'fixed'; received "
+            f"{weighting!r}."
+        )
+    if len(losses) != len(present) or not losses:
+        raise ValueError(
+            "Expected one presence flag per caption loss (at least one); "
+            f"received {len(losses)} losses and {len(present)} flags."
+        )
+    if weighting == "fixed":
+        present = [1.0] * len(losses)
+    total, count = losses[0] * present[0], present[0]
+    for loss, flag in zip(losses[1:], present[1:]):
+        total, count = total + loss * flag, count + flag
+    return total / ops.maximum(count, 1.0)

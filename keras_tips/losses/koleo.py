@@ -10,8 +10,8 @@ sphere (Sablayrolles et al., 2019; used by DINOv2 on the CLS token).
 
 from keras import ops
 
+from keras_tips.layers.contrastive_head import l2_normalize
 from keras_tips.losses.contrastive import arange_like
-from keras_tips.losses.contrastive import l2_normalize
 
 
 def koleo_loss(features, epsilon=1e-8):
@@ -29,6 +29,11 @@ def koleo_loss(features, epsilon=1e-8):
 
     Returns:
         float32 scalar; 0 for a batch of fewer than 2 features.
+
+    Example:
+    ```python
+    loss = koleo_loss(cls_1)  # (B, D) CLS tokens of the batch
+    ```
     """
     x = l2_normalize(ops.cast(features, "float32"))
     squared_norms = ops.sum(ops.square(x), axis=-1)

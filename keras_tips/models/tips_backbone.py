@@ -93,6 +93,49 @@ class TIPSBackbone(Backbone):
     def patch_size(self):
         return self.vision_encoder.patch_size
 
+    def default_lora_layer_names(self):
+        """The fused query/key/value projections (`qkv`) of every attention
+        layer of both towers: LoRA's usual query and value targets (keras-hub's
+        default), here one dense layer with the keys."""
+        return ["qkv"]
+
+    def enable_lora(self, rank, target_layer_names=None):
+        """Freezes the backbone and adds trainable LoRA weights.
+
+        As `keras_hub.models.Backbone.enable_lora`: every weight is frozen
+        and each dense layer named in `target_layer_names` (default
+        `default_lora_layer_names()`: the fused `qkv` projections of both
+        towers; add `"proj"` for the output projections) gets a rank-`rank`
+        update `A @ B` with `B` zero, so the outputs do not change until it
+        trains. Only `A` and `B` train: keras-hub leaves the targeted layers'
+        biases trainable, here they stay frozen with the rest.
+        `save_lora_weights` / `load_lora_weights` store the updates alone;
+        `save_to_preset` merges them into the kernels.
+
+        Args:
+            rank: int. Rank of the updates.
+            target_layer_names: optional list of layer names.
+
+        Example:
+        ```python
+        backbone.enable_lora(4)
+        backbone.trainable_weights  # the LoRA A and B matrices only
+        ```
+        """
+        super().enable_lora(rank, target_layer_names=target_layer_names)
+        layers = [layer for layer in self._flatten_layers(include_self=False) if layer.weights]
+        targeted = [layers[index] for index in self._lora_enabled_layers]
+        if not targeted:
+            names = target_layer_names or self.default_lora_layer_names()
+            raise ValueError(
+                f"No layer named {names} can take LoRA weights in this "
+                "backbone. TIPS's dense layers are named qkv, proj (attention), "
+                "fc1, fc2 (MLP), w12, w3 (SwiGLU)."
+            )
+        for layer in targeted:
+            if getattr(layer, "bias", None) is not None:
+                layer.bias.trainable = False
+
     def get_config(self):
         config = super().get_config()
         config.update(

@@ -29,9 +29,43 @@ _DPT_MODELS = {
 }
 
 DPT_TASKS = ("segmentation", "depth", "normals")
+
+# The 150 classes of the released segmentation heads, by output channel:
+# ADE20K's SceneParse150 benchmark, as the official decoder notebook names
+# them.
+ADE20K_CLASS_NAMES = (
+    "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed",
+    "windowpane", "grass", "cabinet", "sidewalk", "person", "earth", "door",
+    "table", "mountain", "plant", "curtain", "chair", "car", "water",
+    "painting", "sofa", "shelf", "house", "sea", "mirror", "rug", "field",
+    "armchair", "seat", "fence", "desk", "rock", "wardrobe", "lamp", "bathtub",
+    "railing", "cushion", "base", "box", "column", "signboard",
+    "chest of drawers", "counter", "sand", "sink", "skyscraper", "fireplace",
+    "refrigerator", "grandstand", "path", "stairs", "runway", "case",
+    "pool table", "pillow", "screen door", "stairway", "river", "bridge",
+    "bookcase", "blind", "coffee table", "toilet", "flower", "book", "hill",
+    "bench", "countertop", "stove", "palm", "kitchen island", "computer",
+    "swivel chair", "boat", "bar", "arcade machine", "hovel", "bus", "towel",
+    "light", "truck", "tower", "chandelier", "awning", "streetlight", "booth",
+    "television", "airplane", "dirt track", "apparel", "pole", "land",
+    "bannister", "escalator", "ottoman", "bottle", "buffet", "poster", "stage",
+    "van", "ship", "fountain", "conveyer belt", "canopy", "washer",
+    "plaything", "swimming pool", "stool", "barrel", "basket", "waterfall",
+    "tent", "bag", "minibike", "cradle", "oven", "ball", "food", "step",
+    "tank", "trade name", "microwave", "pot", "animal", "bicycle", "lake",
+    "dishwasher", "screen", "blanket", "sculpture", "hood", "sconce", "vase",
+    "traffic light", "tray", "ashcan", "fan", "pier", "crt screen", "plate",
+    "monitor", "bulletin board", "shower", "radiator", "glass", "clock",
+    "flag",
+)
+
 # What the released heads predict per pixel: ADE20K classes, NYU depth bins
 # (centres from 0.001 to 10 m), (x, y, z) normals.
-DEFAULT_NUM_OUTPUTS = {"segmentation": 150, "depth": 256, "normals": 3}
+DEFAULT_NUM_OUTPUTS = {
+    "segmentation": len(ADE20K_CLASS_NAMES),
+    "depth": 256,
+    "normals": 3,
+}
 DEFAULT_MIN_DEPTH = 0.001
 DEFAULT_MAX_DEPTH = 10.0
 

@@ -8,7 +8,12 @@ import numpy as np
 from keras import ops
 from keras_hub.models import Task
 
+# keras-hub has no public name for it: its model families register their
+# presets with this function too.
+from keras_hub.src.utils.preset_utils import register_presets
+
 from keras_tips import backend
+from keras_tips.conversion.keras_hub_presets import keras_hub_presets
 from keras_tips.conversion.preset_cache import PRESET_WEIGHTS_FILE
 from keras_tips.conversion.preset_cache import resolve_preset
 from keras_tips.layers.contrastive_head import l2_normalize
@@ -27,9 +32,10 @@ DEFAULT_TEMPLATES = ("a photo of a {}.",)
 def check_images(images, patch_size=14):
     """Validates images for `encode_images`; returns a float32 NumPy array.
 
-    Accepts (H, W, 3) or (B, H, W, 3) floats in [0, 1] whose sides are
-    multiples of `patch_size`; anything else raises a `ValueError` that says
-    what is wrong and how to fix it.
+    Accepts (H, W, 3) or (B, H, W, 3) floats in [0, 1], or uint8 in
+    [0, 255] (divided by 255, as `TIPSImageConverter` scales them), whose
+    sides are multiples of `patch_size`; anything else raises a `ValueError`
+    that says what is wrong and how to fix it.
     """
     if not isinstance(images, np.ndarray):
         try:
@@ -60,11 +66,12 @@ def check_images(images, patch_size=14):
         )
     if images.shape[0] == 0:
         raise ValueError("Received an empty batch of images.")
-    if images.dtype.kind != "f":
+    if images.dtype.kind != "f" and images.dtype != np.uint8:
         raise ValueError(
-            f"Images must be floats in [0, 1]; received dtype {images.dtype}. "
-            "Convert uint8 images with `images.astype('float32') / 255`, or "
-            "run them through `model.preprocessor`."
+            f"Images must be floats in [0, 1] or uint8 in [0, 255]; received "
+            f"dtype {images.dtype}. Convert 0-255 integers with "
+            "`images.astype('uint8')` or `images.astype('float32') / 255`, or "
+            "run them through `model.preprocessor.image_converter`."
         )
     height, width = images.shape[1:3]
     if height < patch_size or width < patch_size or height % patch_size or (
@@ -73,8 +80,11 @@ def check_images(images, patch_size=14):
         raise ValueError(
             f"Image height and width must be positive multiples of the patch "
             f"size {patch_size}; received {height} x {width}. Resize or crop "
-            f"them first (e.g. with `model.preprocessor`)."
+            f"them first (e.g. with `model.preprocessor.image_converter`, "
+            "the official preprocessing)."
         )
+    if images.dtype == np.uint8:
+        return images.astype("float32") / np.float32(255.0)
     images = images.astype("float32", copy=False)
     if not np.isfinite(images).all():
         raise ValueError("Images contain NaN or infinite values.")
@@ -259,11 +269,21 @@ class TIPSModel(Task):
     def patch_size(self):
         return self.backbone.vision_encoder.patch_size
 
+    @staticmethod
+    def _compiled_key(layer, *parts):
+        """Key of a compiled inference function of `layer`.
+
+        A compiled function keeps the fast-kernel setting it was compiled
+        with (`keras_tips.backend.compile_inference`), and a `tf.function`
+        also keeps the layer's structure: enabling LoRA (or quantising) adds
+        variables and changes what the dense layers compute, so the key
+        counts the variables too.
+        """
+        return (*parts, backend.fast_kernels_enabled(), len(layer.variables))
+
     def _image_function(self, options):
-        # A compiled function keeps the fast-kernel setting it was compiled
-        # with (`keras_tips.backend.compile_inference`): one per setting.
-        key = ("images", backend.fast_kernels_enabled()) + tuple(
-            sorted(options.items())
+        key = self._compiled_key(
+            self.backbone.vision_encoder, "images", *sorted(options.items())
         )
         if key not in self._inference_functions:
             encoder = self.backbone.vision_encoder
@@ -277,7 +297,7 @@ class TIPSModel(Task):
         return self._inference_functions[key]
 
     def _text_function(self):
-        key = ("texts", backend.fast_kernels_enabled())
+        key = self._compiled_key(self.backbone.text_encoder, "texts")
         if key not in self._inference_functions:
             encoder = self.backbone.text_encoder
             self._inference_functions[key] = backend.compile_inference(
@@ -295,9 +315,13 @@ class TIPSModel(Task):
     ):
         """Encodes images at the size given.
 
+        Images are encoded as given, not resized: to preprocess photos as
+        the official code does (squash to the model's resolution), run them
+        through `model.preprocessor.image_converter` first.
+
         Args:
-            images: float (B, H, W, 3) or (H, W, 3) in [0, 1], channels last,
-                H and W multiples of 14.
+            images: float (B, H, W, 3) or (H, W, 3) in [0, 1], or uint8 in
+                [0, 255], channels last, H and W multiples of 14.
             batch_size: int. Images per forward pass.
             patch_mask: optional bool (B, N): patches replaced by the mask
                 token.
@@ -377,7 +401,7 @@ class TIPSModel(Task):
     # --- Dense prediction --------------------------------------------------
 
     def _dense_function(self, head):
-        key = ("dense", id(head), backend.fast_kernels_enabled())
+        key = self._compiled_key(self.backbone.vision_encoder, "dense", id(head))
         cached = self._inference_functions.get(key)
         if cached is None or cached[0] is not head:
             predictor = DensePrediction(self.backbone.vision_encoder, head)
@@ -393,8 +417,9 @@ class TIPSModel(Task):
         patch map), as the official decoder notebook does.
 
         Args:
-            images: float (B, H, W, 3) or (H, W, 3) in [0, 1], channels last,
-                H and W multiples of 14 (the released heads: 448 x 448).
+            images: float (B, H, W, 3) or (H, W, 3) in [0, 1] (or uint8 in
+                [0, 255]), channels last, H and W multiples of 14 (the
+                released heads: 448 x 448).
             head: a `TIPSDPTHead`, or a registered head name or preset
                 directory (loaded with `TIPSDPTHead.from_preset` on first
                 use and kept).
@@ -487,7 +512,7 @@ class TIPSModel(Task):
         embeddings.
 
         Args:
-            images: float (B, H, W, 3) in [0, 1].
+            images: float (B, H, W, 3) in [0, 1] or uint8 in [0, 255].
             class_names: list of str.
             templates: format strings with one `{}` for the class name.
             cls_token: `"cls_1"` (default) or `"cls_2"`.
@@ -515,3 +540,9 @@ def _check_cls(cls_token):
         raise ValueError(
             f"`cls_token` must be one of {CLS_TOKENS}; received {cls_token!r}."
         )
+
+
+# Lists the registered checkpoints in `TIPSBackbone.presets` and
+# `TIPSModel.presets`, and lets every keras-hub loader resolve their names
+# (converting on first use; see `keras_tips.conversion.keras_hub_presets`).
+register_presets(keras_hub_presets(TIPSModel), TIPSBackbone)

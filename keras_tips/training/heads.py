@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_tips.layers.contrastive_head import l2_normalize
+
 
 @keras.saving.register_keras_serializable(package="keras_tips")
 class DINOHead(keras.layers.Layer):
@@ -86,20 +88,17 @@ class DINOHead(keras.layers.Layer):
         )
         self.built = True
 
-    def _normalize(self, x, axis):
-        x = ops.cast(x, "float32")
-        squared = ops.sum(ops.square(x), axis=axis, keepdims=True)
-        return x * ops.rsqrt(ops.maximum(squared, self.epsilon))
-
     def normalized_prototypes(self):
         """The prototype matrix with every column scaled to unit L2 norm."""
-        return self._normalize(self.prototypes, axis=0)
+        prototypes = ops.cast(self.prototypes, "float32")
+        return l2_normalize(prototypes, axis=0, epsilon=self.epsilon)
 
     def call(self, inputs):
         x = inputs
         for layer in self.mlp_layers:
             x = layer(x)
-        x = ops.cast(self._normalize(x, axis=-1), self.compute_dtype)
+        x = l2_normalize(ops.cast(x, "float32"), epsilon=self.epsilon)
+        x = ops.cast(x, self.compute_dtype)
         prototypes = ops.cast(self.normalized_prototypes(), self.compute_dtype)
         return ops.matmul(x, prototypes)
 

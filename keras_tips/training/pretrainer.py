@@ -4,12 +4,13 @@ import keras
 from keras import ops
 
 from keras_tips.losses.contrastive import contrastive_loss
-from keras_tips.losses.dino import centered_teacher_probs
-from keras_tips.losses.dino import dino_cross_entropy
-from keras_tips.losses.dino import sinkhorn_knopp_teacher_probs
-from keras_tips.losses.dino import updated_center
+from keras_tips.losses.contrastive import mean_over_caption_types
+from keras_tips.losses.dino import dino_loss
 from keras_tips.losses.ibot import ibot_patch_loss
 from keras_tips.losses.koleo import koleo_loss
+from keras_tips.losses.teacher_targets import centered_teacher_probs
+from keras_tips.losses.teacher_targets import sinkhorn_knopp_teacher_probs
+from keras_tips.losses.teacher_targets import updated_center
 from keras_tips.training.heads import DINOHead
 from keras_tips.training.schedules import cosine_schedule
 from keras_tips.training.schedules import linear_warmup_then_constant
@@ -59,6 +60,7 @@ class TIPSPretrainer(keras.Model):
     By default the contrastive loss sees the unmasked global crop (so a caption
     never describes an object the student cannot see); `contrastive_view=
     "masked"` reuses the masked pass instead, saving one student forward.
+    Every term is one function of `keras_tips.losses`.
 
     The teacher (image tower + heads) is an exponential moving average of the
     student, never touched by the optimizer. It is updated at the start of
@@ -223,7 +225,174 @@ class TIPSPretrainer(keras.Model):
         head.build((None, width))
         return head
 
-    # --- Schedules ------------------------------------------------------
+    # --- The objective ----------------------------------------------------
+
+    def call(self, batch, training=False):
+        """The TIPS objective of one batch:
+
+            loss = contrastive + α · distill + β · mask + γ · koleo
+
+        State moves in three visible lines: when training, the step counter
+        and the EMA teacher advance first (the teacher is updated before it
+        is used, from the student that the previous step produced), and the
+        centres move towards this batch's teacher logits once the targets
+        are computed.
+
+        Returns:
+            A dict of scalar tensors: the loss terms, `"loss"` (their weighted
+            sum), accuracies, temperatures and schedule values.
+        """
+        self._check_batch(batch)
+        momentum, teacher_temperature = self._schedules(
+            ops.cast(self.step_counter, "float32")
+        )
+        if training:
+            self.step_counter.assign_add(ops.cast(1, "int32"))
+            self._update_teacher(momentum)
+
+        student = self._student_forward(batch, training)
+        contrastive, terms = self._contrastive(batch, student["contrastive"])
+        terms["distill"] = ops.zeros((), "float32")
+        terms["mask"] = ops.zeros((), "float32")
+        if self.uses_teacher:
+            teacher_logits = self._teacher_forward(batch["global_images"])
+            teacher_probs = {
+                name: self._teacher_probs(name, logits, teacher_temperature)
+                for name, logits in teacher_logits.items()
+            }
+            # The centres follow every batch the objective sees, in training
+            # or not (so `evaluate` moves them too).
+            self._update_centers(teacher_logits)
+            if self.distill_weight > 0:
+                terms["distill"] = dino_loss(
+                    self._local_crops_forward(batch["local_images"], training),
+                    teacher_probs["dino"],
+                    self.student_temperature,
+                )
+            if self.mask_weight > 0:
+                terms["mask"] = ibot_patch_loss(
+                    self.ibot_head(student["masked"]["patches"]),
+                    teacher_probs["ibot"],
+                    batch["patch_mask"],
+                    self.student_temperature,
+                )
+        terms["koleo"] = (
+            koleo_loss(student["contrastive"]["cls_1"])
+            if self.koleo_weight > 0
+            else ops.zeros((), "float32")
+        )
+        terms["loss"] = (
+            contrastive
+            + self.distill_weight * terms["distill"]
+            + self.mask_weight * terms["mask"]
+            + self.koleo_weight * terms["koleo"]
+        )
+        head = self.backbone.contrastive_head
+        terms["temperature_web"] = head.temperature
+        terms["temperature_synthetic"] = head.synthetic_temperature
+        terms["teacher_momentum"] = momentum
+        terms["teacher_temperature"] = teacher_temperature
+        return terms
+
+    def _contrastive(self, batch, image_outputs):
+        """The image-text term: InfoNCE of CLS1 against the web captions and
+        of CLS2 against the synthetic ones (each with its own learned
+        temperature), averaged over caption types. Runs the text tower.
+
+        Returns:
+            `(contrastive, logged)`: the term, and the loss and accuracy of
+            each caption type (zero for synthetic captions when not in use).
+        """
+        head = self.backbone.contrastive_head
+        batch_size = ops.shape(batch["global_images"])[0]
+        alignments = [("web", "cls_1", head.temperature)]
+        if self.use_synthetic_captions:
+            alignments.append(("synthetic", "cls_2", head.synthetic_temperature))
+        logged, losses, present = {}, [], []
+        for caption, cls_token, temperature in alignments:
+            valid = _valid(batch, f"has_{caption}", batch_size)
+            texts = self.backbone.text_encoder(
+                batch[f"{caption}_token_ids"], batch[f"{caption}_padding_mask"]
+            )
+            loss, accuracy = contrastive_loss(
+                image_outputs[cls_token], texts, temperature, valid
+            )
+            logged[f"contrastive_{caption}"] = loss
+            logged[f"accuracy_{caption}"] = accuracy
+            losses.append(loss)
+            present.append(ops.cast(ops.any(valid), "float32"))
+        if not self.use_synthetic_captions:
+            # Logged as 0, so that every run logs the same values.
+            logged["contrastive_synthetic"] = ops.zeros((), "float32")
+            logged["accuracy_synthetic"] = ops.zeros((), "float32")
+        contrastive = mean_over_caption_types(
+            losses, present, self.caption_weighting
+        )
+        return contrastive, logged
+
+    # --- Forward passes ---------------------------------------------------
+
+    def _student_forward(self, batch, training):
+        """The student's passes over the global crop.
+
+        Returns:
+            `{"masked": ..., "contrastive": ...}` encoder outputs: the pass
+            with the patch mask (iBOT), and the one the contrastive loss and
+            KoLeo see: the batch's `"contrastive_images"` when it has them
+            (the crop paired with the captions), else the unmasked global
+            crop (one more pass when a mask is given) or, with
+            `contrastive_view="masked"`, the masked one.
+        """
+        student = self.backbone.vision_encoder
+        images = batch["global_images"]
+        patch_mask = batch.get("patch_mask")
+        masked = student(images, patch_mask=patch_mask, training=training)
+        if "contrastive_images" in batch:
+            contrastive = student(batch["contrastive_images"], training=training)
+            return {"masked": masked, "contrastive": contrastive}
+        if self.contrastive_view == "unmasked" and patch_mask is not None:
+            unmasked = student(images, training=training)
+            return {"masked": masked, "contrastive": unmasked}
+        return {"masked": masked, "contrastive": masked}
+
+    def _local_crops_forward(self, local_images, training):
+        """The student's DINO-head logits of CLS1 of every local crop.
+
+        Args:
+            local_images: (B, L, S, S, 3).
+
+        Returns:
+            (B, L, K) logits.
+        """
+        shape = ops.shape(local_images)
+        outputs = self.backbone.vision_encoder(
+            ops.reshape(local_images, (-1, shape[2], shape[3], shape[4])),
+            training=training,
+        )
+        return ops.reshape(
+            self.dino_head(outputs["cls_1"]),
+            (shape[0], shape[1], self.num_prototypes),
+        )
+
+    def _teacher_forward(self, images):
+        """The EMA teacher's head logits of the (unmasked) global crop.
+
+        Returns:
+            A dict with, for the objectives in use, `"dino"`: (B, K) logits
+            of CLS1 through the teacher's DINO head, and `"ibot"`: (B, N, K)
+            logits of the patches through its iBOT head.
+        """
+        outputs = self.teacher_vision_encoder(images, training=False)
+        dino_head = self.teacher_heads[0]
+        ibot_head = dino_head if self.share_heads else self.teacher_heads[1]
+        logits = {}
+        if self.distill_weight > 0:
+            logits["dino"] = dino_head(outputs["cls_1"])
+        if self.mask_weight > 0:
+            logits["ibot"] = ibot_head(outputs["patches"])
+        return logits
+
+    # --- Teacher targets and state ---------------------------------------
 
     def _schedules(self, step):
         momentum = cosine_schedule(
@@ -237,31 +406,46 @@ class TIPSPretrainer(keras.Model):
         )
         return momentum, teacher_temperature
 
-    # --- Forward ----------------------------------------------------------
+    def _centers(self):
+        """The centre variable of each objective, by teacher-logits name."""
+        return {"dino": self.dino_center, "ibot": self.ibot_center}
 
-    def _teacher_probs(self, logits, center_variable, temperature):
-        logits = ops.stop_gradient(ops.cast(logits, "float32"))
+    def _teacher_probs(self, name, logits, temperature):
+        """Teacher probabilities of `name`'s logits by `centering`."""
         if self.centering == "sinkhorn_knopp":
-            flat = ops.reshape(logits, (-1, self.num_prototypes))
-            probs = sinkhorn_knopp_teacher_probs(flat, temperature)
-            probs = ops.reshape(probs, ops.shape(logits))
-        else:
-            probs = centered_teacher_probs(logits, center_variable, temperature)
-        flat = ops.reshape(logits, (-1, self.num_prototypes))
-        center_variable.assign(
-            updated_center(center_variable, flat, self.center_momentum)
-        )
-        return ops.stop_gradient(probs)
+            return sinkhorn_knopp_teacher_probs(logits, temperature)
+        return centered_teacher_probs(logits, self._centers()[name], temperature)
 
-    def call(self, batch, training=False):
-        """Computes every loss term of one batch (and, when training, updates
-        the teacher, the centres and the step counter).
+    def _update_centers(self, teacher_logits):
+        """Moves each centre towards the batch mean of its teacher logits."""
+        centers = self._centers()
+        for name, logits in teacher_logits.items():
+            center = centers[name]
+            center.assign(updated_center(center, logits, self.center_momentum))
 
-        Returns:
-            A dict of scalar tensors: the loss terms, `"loss"` (their weighted
-            sum), accuracies, temperatures and schedule values.
-        """
-        _check_batch(batch, self.use_synthetic_captions)
+    def _update_teacher(self, momentum):
+        """teacher <- momentum * teacher + (1 - momentum) * student."""
+        if self.uses_teacher:
+            ema_update(
+                [self.teacher_vision_encoder] + self.teacher_heads,
+                [self.backbone.vision_encoder] + self.student_heads,
+                momentum,
+            )
+
+    def _check_batch(self, batch):
+        if not isinstance(batch, dict):
+            raise ValueError(
+                "TIPSPretrainer expects each batch to be a dict (see the class "
+                f"docstring); received {type(batch).__name__}."
+            )
+        required = ["global_images", "web_token_ids", "web_padding_mask"]
+        if self.use_synthetic_captions:
+            required += ["synthetic_token_ids", "synthetic_padding_mask"]
+        missing = [key for key in required if key not in batch]
+        if missing:
+            raise ValueError(
+                f"The batch is missing {missing}; it has {sorted(batch)}."
+            )
         if self.distill_weight > 0 and "local_images" not in batch:
             raise ValueError(
                 "Self-distillation needs local crops: the batch has no "
@@ -280,130 +464,6 @@ class TIPSPretrainer(keras.Model):
                 "Masked image modelling needs a 'patch_mask' in the batch; "
                 "or set mask_weight=0."
             )
-        student = self.backbone.vision_encoder
-        text_encoder = self.backbone.text_encoder
-        head = self.backbone.contrastive_head
-        step = ops.cast(self.step_counter, "float32")
-        momentum, teacher_temperature = self._schedules(step)
-        if training:
-            self.step_counter.assign_add(ops.cast(1, "int32"))
-            if self.uses_teacher:
-                ema_update(
-                    [self.teacher_vision_encoder] + self.teacher_heads,
-                    [student] + self.student_heads,
-                    momentum,
-                )
-
-        images = batch["global_images"]
-        batch_size = ops.shape(images)[0]
-        patch_mask = batch.get("patch_mask")
-        masked_outputs = student(images, patch_mask=patch_mask, training=training)
-        if "contrastive_images" in batch:
-            outputs = student(batch["contrastive_images"], training=training)
-        elif self.contrastive_view == "unmasked" and patch_mask is not None:
-            outputs = student(images, training=training)
-        else:
-            outputs = masked_outputs
-        terms = {}
-
-        # Contrastive: CLS1 <-> web caption, CLS2 <-> synthetic caption.
-        web_valid = _valid(batch, "has_web", batch_size)
-        web_text = text_encoder(batch["web_token_ids"], batch["web_padding_mask"])
-        terms["contrastive_web"], terms["accuracy_web"] = contrastive_loss(
-            outputs["cls_1"], web_text, head.temperature, web_valid
-        )
-        web_present = ops.cast(ops.any(web_valid), "float32")
-        if self.use_synthetic_captions:
-            synthetic_valid = _valid(batch, "has_synthetic", batch_size)
-            synthetic_text = text_encoder(
-                batch["synthetic_token_ids"], batch["synthetic_padding_mask"]
-            )
-            (
-                terms["contrastive_synthetic"],
-                terms["accuracy_synthetic"],
-            ) = contrastive_loss(
-                outputs["cls_2"],
-                synthetic_text,
-                head.synthetic_temperature,
-                synthetic_valid,
-            )
-            synthetic_present = ops.cast(ops.any(synthetic_valid), "float32")
-        else:
-            terms["contrastive_synthetic"] = ops.zeros((), "float32")
-            terms["accuracy_synthetic"] = ops.zeros((), "float32")
-            synthetic_present = ops.zeros((), "float32")
-        if self.caption_weighting == "fixed" and self.use_synthetic_captions:
-            contrastive = 0.5 * (
-                terms["contrastive_web"] + terms["contrastive_synthetic"]
-            )
-        else:
-            contrastive = (
-                terms["contrastive_web"] * web_present
-                + terms["contrastive_synthetic"] * synthetic_present
-            ) / ops.maximum(web_present + synthetic_present, 1.0)
-
-        # Self-distillation and masked image modelling against the teacher.
-        terms["distill"] = ops.zeros((), "float32")
-        terms["mask"] = ops.zeros((), "float32")
-        if self.uses_teacher:
-            teacher_outputs = self.teacher_vision_encoder(images, training=False)
-            teacher_dino, teacher_ibot = self._teacher_heads_of()
-            if self.distill_weight > 0:
-                teacher_probs = self._teacher_probs(
-                    teacher_dino(teacher_outputs["cls_1"]),
-                    self.dino_center,
-                    teacher_temperature,
-                )
-                local = batch["local_images"]
-                shape = ops.shape(local)
-                num_local = shape[1]
-                local_outputs = student(
-                    ops.reshape(local, (-1, shape[2], shape[3], shape[4])),
-                    training=training,
-                )
-                student_logits = ops.reshape(
-                    self.dino_head(local_outputs["cls_1"]),
-                    (batch_size, num_local, self.num_prototypes),
-                )
-                terms["distill"] = dino_cross_entropy(
-                    student_logits,
-                    ops.expand_dims(teacher_probs, 1),
-                    self.student_temperature,
-                )
-            if self.mask_weight > 0:
-                teacher_patch_probs = self._teacher_probs(
-                    teacher_ibot(teacher_outputs["patches"]),
-                    self.ibot_center,
-                    teacher_temperature,
-                )
-                terms["mask"] = ibot_patch_loss(
-                    self.ibot_head(masked_outputs["patches"]),
-                    teacher_patch_probs,
-                    patch_mask,
-                    self.student_temperature,
-                )
-        terms["koleo"] = (
-            koleo_loss(ops.cast(outputs["cls_1"], "float32"))
-            if self.koleo_weight > 0
-            else ops.zeros((), "float32")
-        )
-        terms = {k: ops.cast(v, "float32") for k, v in terms.items()}
-        terms["loss"] = (
-            contrastive
-            + self.distill_weight * terms["distill"]
-            + self.mask_weight * terms["mask"]
-            + self.koleo_weight * terms["koleo"]
-        )
-        terms["temperature_web"] = head.temperature
-        terms["temperature_synthetic"] = head.synthetic_temperature
-        terms["teacher_momentum"] = momentum
-        terms["teacher_temperature"] = teacher_temperature
-        return terms
-
-    def _teacher_heads_of(self):
-        dino = self.teacher_heads[0]
-        ibot = dino if self.share_heads else self.teacher_heads[1]
-        return dino, ibot
 
     # --- Keras training hooks ---------------------------------------------
 
@@ -474,18 +534,3 @@ def _valid(batch, key, batch_size):
         return ops.cast(batch[key], "bool")
     return ops.ones((batch_size,), "bool")
 
-
-def _check_batch(batch, needs_synthetic):
-    if not isinstance(batch, dict):
-        raise ValueError(
-            "TIPSPretrainer expects each batch to be a dict (see the class "
-            f"docstring); received {type(batch).__name__}."
-        )
-    required = ["global_images", "web_token_ids", "web_padding_mask"]
-    if needs_synthetic:
-        required += ["synthetic_token_ids", "synthetic_padding_mask"]
-    missing = [key for key in required if key not in batch]
-    if missing:
-        raise ValueError(
-            f"The batch is missing {missing}; it has {sorted(batch)}."
-        )

@@ -139,6 +139,28 @@ def load_png(path):
         return np.asarray(image).copy()
 
 
+def append_panel(image, panel, background=255):
+    """Puts `panel` (a legend, a scale bar) to the right of `image`, both
+    top-aligned; the shorter one is padded with `background`.
+
+    Args:
+        image: array (H, W[, C]) (see `to_rgb`).
+        panel: array (h, w[, C]).
+        background: int or RGB tuple. Fill colour of the padding.
+
+    Returns:
+        A uint8 NumPy array (max(H, h), W + w, 3).
+    """
+    image = to_rgb(image)
+    panel = to_rgb(panel)
+    height = max(image.shape[0], panel.shape[0])
+    canvas = np.empty((height, image.shape[1] + panel.shape[1], 3), np.uint8)
+    canvas[...] = np.asarray(background, np.uint8)
+    canvas[: image.shape[0], : image.shape[1]] = image
+    canvas[: panel.shape[0], image.shape[1] :] = panel
+    return canvas
+
+
 def load_font(size=12):
     """PIL's default font at `size` (a bitmap font on old Pillow)."""
     try:

@@ -7,6 +7,7 @@ from PIL import Image
 from PIL import ImageDraw
 
 from keras_tips.evaluation.utils import bilinear_resize
+from keras_tips.visualize.images import append_panel
 from keras_tips.visualize.images import load_font
 from keras_tips.visualize.images import to_rgb
 
@@ -103,15 +104,35 @@ def nearest_resize(labels, size):
     return labels[rows[:, None], cols[None, :]]
 
 
-def _legend(height, entries, font):
-    """A white panel listing (colour, name) entries, `height` tall."""
-    row = 18
+def legend_panel(height, entries, font_size=12):
+    """A white panel listing (colour, name) entries, at least `height` tall.
+
+    Args:
+        height: int. Least height of the panel (that of the picture it
+            goes beside); it grows when the entries need more.
+        entries: list of (RGB colour, name) pairs, drawn top to bottom.
+        font_size: int.
+
+    Returns:
+        A uint8 NumPy array (H, W, 3).
+
+    Example:
+    ```python
+    panel = legend_panel(224, [((255, 0, 0), "wall"), ((0, 0, 255), "sky")])
+    picture = append_panel(label_colors, panel)
+    ```
+    """
+    if not entries:
+        raise ValueError("A legend needs at least one (colour, name) entry.")
+    font = load_font(font_size)
+    row = int(font_size) + 6
     width = 24 + max(int(font.getlength(name)) for _, name in entries) + 8
-    panel = Image.new("RGB", (width, max(height, row * len(entries) + 4)), (255, 255, 255))
+    panel = Image.new("RGB", (width, max(int(height), row * len(entries) + 4)), (255, 255, 255))
     draw = ImageDraw.Draw(panel)
     for index, (color, name) in enumerate(entries):
         top = 4 + index * row
-        draw.rectangle([4, top, 16, top + 12], fill=tuple(int(c) for c in color), outline=(0, 0, 0))
+        box = [4, top, 16, top + int(font_size)]
+        draw.rectangle(box, fill=tuple(int(c) for c in color), outline=(0, 0, 0))
         draw.text((22, top), name, fill=(0, 0, 0), font=font)
     return np.asarray(panel)
 
@@ -173,12 +194,8 @@ def segmentation_overlay(
                 class_names[i] if class_names is not None and i < len(class_names) else str(i)
                 for i in ids
             ]
-            panel = _legend(result.shape[0], list(zip(palette[ids], names)), load_font(12))
-            height = max(result.shape[0], panel.shape[0])
-            canvas = np.full((height, result.shape[1] + panel.shape[1], 3), 255, np.uint8)
-            canvas[: result.shape[0], : result.shape[1]] = result
-            canvas[: panel.shape[0], result.shape[1] :] = panel
-            result = canvas
+            panel = legend_panel(result.shape[0], list(zip(palette[ids], names)))
+            result = append_panel(result, panel)
     return result
 
 
@@ -258,6 +275,7 @@ __all__ = [
     "color_palette",
     "colorize_mask",
     "heatmap",
+    "legend_panel",
     "nearest_resize",
     "segmentation_overlay",
     "similarity_overlay",

@@ -11,7 +11,10 @@ import pytest
 from keras_tips.cli.main import build_parser
 from tests.conftest import reference_dir
 
-VERBS = ("convert", "pretrain", "ablation", "evaluate", "embed", "show", "demo")
+VERBS = (
+    "convert", "convert-dpt", "pretrain", "ablation", "evaluate", "embed", "show",
+    "predict", "demo",
+)
 
 
 @pytest.mark.parametrize("verb", VERBS)
@@ -86,17 +89,23 @@ def test_embed_and_show_read_a_folder_of_images(tmp_path, reference_presets, cap
     assert main(["embed", "--preset", preset, "--images", str(folder), "--output", output]) == 0
     with open(output + "_index.json", encoding="utf-8") as f:
         assert json.load(f) == ["a.JPG", "b.png"]
-    # The documented reading: RGB, bicubic to the preset's size, / 255.
+    # The official preprocessing: RGB squashed to the preset's size,
+    # bilinear with antialiasing (as torch computes it), / 255.
+    import torch
+
     model = TIPSModel.from_preset(preset)
-    height, width = model.preprocessor.image_converter.image_size
+    size = model.preprocessor.image_converter.image_size
     expected = []
     for name in ("a.JPG", "b.png"):
         with Image.open(folder / name) as image:
-            resized = image.convert("RGB").resize((width, height), Image.BICUBIC)
-            expected.append(np.asarray(resized).astype("float32") / 255.0)
+            pixels = torch.tensor(np.asarray(image.convert("RGB")), dtype=torch.float32)
+        resized = torch.nn.functional.interpolate(
+            pixels.permute(2, 0, 1)[None] / 255, size=size, mode="bilinear", antialias=True
+        )
+        expected.append(resized[0].permute(1, 2, 0).numpy())
     features = model.encode_images(np.stack(expected))
     for key in ("cls_1", "cls_2", "patches"):
-        np.testing.assert_allclose(np.load(f"{output}_{key}.npy"), features[key], atol=1e-6)
+        np.testing.assert_allclose(np.load(f"{output}_{key}.npy"), features[key], atol=1e-4)
 
     pictures = tmp_path / "pictures"
     args = ["show", "--preset", preset, "--images", str(folder), "--output", str(pictures)]

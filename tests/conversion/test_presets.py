@@ -69,6 +69,10 @@ def _check_build(name):
     if expected:
         assert vision.count_params() == expected["vision"]
         assert text.count_params() == expected["text"]
+    # keras-hub's preset metadata counts without building: the two towers
+    # and the two temperatures.
+    params = TIPSModel.presets[name]["metadata"]["params"]
+    assert params == vision.count_params() + text.count_params() + 2
     grid = entry["config"]["vision"]["position_grid_size"]
     assert tuple(vision.position_embedding.shape) == (1, 1 + grid * grid, vision.hidden_dim)
     spec = vision.compute_output_spec(

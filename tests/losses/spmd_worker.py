@@ -17,11 +17,10 @@ from jax.sharding import NamedSharding  # noqa: E402
 from jax.sharding import PartitionSpec  # noqa: E402
 
 from keras_tips.losses.contrastive import contrastive_loss  # noqa: E402
-from keras_tips.losses.dino import sinkhorn_knopp_teacher_probs  # noqa: E402
-from keras_tips.losses.dino import updated_center  # noqa: E402
 from keras_tips.losses.ibot import ibot_patch_loss  # noqa: E402
-from keras_tips.losses.ibot import masked_updated_center  # noqa: E402
 from keras_tips.losses.koleo import koleo_loss  # noqa: E402
+from keras_tips.losses.teacher_targets import sinkhorn_knopp_teacher_probs  # noqa: E402
+from keras_tips.losses.teacher_targets import updated_center  # noqa: E402
 
 
 def losses(x):
@@ -36,8 +35,8 @@ def losses(x):
         "sinkhorn_column_mass": sinkhorn.sum(axis=0),
         "sinkhorn_first_row": sinkhorn[0],
         "center": updated_center(x["center"], x["teacher"], 0.5)[0],
-        "masked_center": masked_updated_center(
-            x["center"], x["patches"], x["mask"], 0.5
+        "masked_center": updated_center(
+            x["center"], x["patches"], 0.5, sample_mask=x["mask"]
         )[0],
     }
 

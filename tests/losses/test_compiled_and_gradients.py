@@ -6,20 +6,17 @@ import numpy as np
 import pytest
 
 from keras_tips.losses.contrastive import contrastive_loss
-from keras_tips.losses.dino import centered_teacher_probs
-from keras_tips.losses.dino import dino_cross_entropy
-from keras_tips.losses.dino import sinkhorn_knopp_teacher_probs
-from keras_tips.losses.dino import updated_center
+from keras_tips.losses.contrastive import mean_over_caption_types
+from keras_tips.losses.dino import dino_loss
 from keras_tips.losses.ibot import ibot_patch_loss
 from keras_tips.losses.koleo import koleo_loss
+from keras_tips.losses.teacher_targets import centered_teacher_probs
+from keras_tips.losses.teacher_targets import sinkhorn_knopp_teacher_probs
+from keras_tips.losses.teacher_targets import updated_center
+from tests.losses.numpy_references import np_softmax
 
 BACKEND = keras.backend.backend()
 jax_only = pytest.mark.skipif(BACKEND != "jax", reason="uses jax.grad / jax.jit")
-
-
-def np_softmax(x):
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def inputs(seed=0, batch=4, dim=6, patches=5, prototypes=7):
@@ -29,7 +26,7 @@ def inputs(seed=0, batch=4, dim=6, patches=5, prototypes=7):
         "images": f32(rng.normal(size=(batch, dim))),
         "texts": f32(rng.normal(size=(batch, dim))),
         "valid": np.array([True, False, True, True][:batch]),
-        "student": f32(rng.normal(size=(batch, prototypes))),
+        "student": f32(rng.normal(size=(batch, 2, prototypes))),  # 2 local crops
         "teacher_logits": f32(rng.normal(size=(batch, prototypes))),
         "student_patches": f32(rng.normal(size=(batch, patches, prototypes))),
         "teacher_patches": f32(np_softmax(rng.normal(size=(batch, patches, prototypes)))),
@@ -43,12 +40,21 @@ def all_losses(x):
     contrastive, accuracy = contrastive_loss(x["images"], x["texts"], 0.1, x["valid"])
     teacher = centered_teacher_probs(x["teacher_logits"], x["center"], 0.04)
     sinkhorn = sinkhorn_knopp_teacher_probs(x["teacher_logits"], 0.04)
+    present = ops.cast(ops.any(x["valid"]), "float32")
     return {
         "contrastive": contrastive,
         "accuracy": accuracy,
-        "dino": dino_cross_entropy(x["student"], teacher, 0.1),
-        "dino_sk": dino_cross_entropy(x["student"], sinkhorn, 0.1),
+        "caption_mean": mean_over_caption_types(
+            [contrastive, 2.0 * contrastive], [present, ops.zeros((), "float32")]
+        ),
+        "dino": dino_loss(x["student"], teacher, 0.1),
+        "dino_sk": dino_loss(x["student"], sinkhorn, 0.1),
         "center": ops.sum(updated_center(x["center"], x["teacher_logits"], 0.9)),
+        "masked_center": ops.sum(
+            updated_center(
+                x["center"], x["teacher_patches"], 0.9, sample_mask=x["patch_mask"]
+            )
+        ),
         "ibot": ibot_patch_loss(
             x["student_patches"], x["teacher_patches"], x["patch_mask"], 0.1
         ),
@@ -104,7 +110,8 @@ def test_jax_gradients_are_finite_and_masked():
         lambda t: centered_teacher_probs(t, x["center"], 0.04),
         lambda t: sinkhorn_knopp_teacher_probs(t, 0.04),
     ):
-        grad = jax.grad(lambda t: keras.ops.sum(fn(t) * x["student"]))(x["teacher_logits"])
+        first_crop = x["student"][:, 0]
+        grad = jax.grad(lambda t: keras.ops.sum(fn(t) * first_crop))(x["teacher_logits"])
         np.testing.assert_array_equal(np.asarray(grad), 0.0)
 
 
@@ -114,11 +121,12 @@ def test_jax_dino_gradient_matches_closed_form():
 
     x = inputs(2)
     probs = np_softmax(np.asarray(x["teacher_logits"], np.float64))
-    grad = jax.grad(lambda s: dino_cross_entropy(s, probs.astype("float32"), 0.1))(
+    grad = jax.grad(lambda s: dino_loss(s, probs.astype("float32"), 0.1))(
         x["student"]
     )
-    # d/ds mean_i CE_i = (softmax(s / tau) - p) / (tau * B)
-    expected = (np_softmax(x["student"].astype(np.float64) / 0.1) - probs) / (0.1 * 4)
+    # d/ds[b, l] mean_{b, l} CE = (softmax(s[b, l] / tau) - p[b]) / (tau * B * L)
+    student = x["student"].astype(np.float64)
+    expected = (np_softmax(student / 0.1) - probs[:, None]) / (0.1 * 4 * 2)
     np.testing.assert_allclose(np.asarray(grad), expected, rtol=1e-4, atol=1e-6)
 
 

@@ -7,9 +7,8 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from keras_tips.losses.contrastive import clip_temperature
 from keras_tips.losses.contrastive import contrastive_loss
-from keras_tips.losses.contrastive import temperature_from_log
+from keras_tips.losses.contrastive import mean_over_caption_types
 
 pytestmark = pytest.mark.multibackend
 
@@ -153,14 +152,26 @@ def test_property_matches_reference(batch, seed, temperature):
     np.testing.assert_allclose(accuracy, ref_accuracy)
 
 
-def test_temperature_helpers():
-    clipped = keras.ops.convert_to_numpy(
-        clip_temperature(keras.ops.convert_to_tensor([1e-5, 0.07, 3.0]))
-    )
-    np.testing.assert_allclose(clipped, [1e-3, 0.07, 0.5], rtol=1e-6)
-    from_log = keras.ops.convert_to_numpy(
-        temperature_from_log(np.log(np.array([1e-6, 0.01, 10.0], "float32")))
-    )
-    np.testing.assert_allclose(from_log, [1e-3, 0.01, 0.5], rtol=1e-5)
-    custom = keras.ops.convert_to_numpy(clip_temperature(0.9, 0.1, 0.8))
-    np.testing.assert_allclose(custom, 0.8, rtol=1e-6)
+def test_mean_over_caption_types():
+    def mean(losses, present, weighting):
+        tensors = [keras.ops.convert_to_tensor(np.float32(v)) for v in losses]
+        flags = [keras.ops.convert_to_tensor(np.float32(v)) for v in present]
+        value = mean_over_caption_types(tensors, flags, weighting)
+        return float(keras.ops.convert_to_numpy(value))
+
+    # Both caption types present: ½ each, whatever the weighting.
+    assert mean([2.0, 4.0], [1.0, 1.0], "available") == pytest.approx(3.0)
+    assert mean([2.0, 4.0], [1.0, 1.0], "fixed") == pytest.approx(3.0)
+    # A batch without synthetic captions (their loss is 0): "available"
+    # averages over what is there, "fixed" still halves.
+    assert mean([2.0, 0.0], [1.0, 0.0], "available") == pytest.approx(2.0)
+    assert mean([2.0, 0.0], [1.0, 0.0], "fixed") == pytest.approx(1.0)
+    # Nothing present: 0, not 0 / 0.
+    assert mean([0.0, 0.0], [0.0, 0.0], "available") == 0.0
+    # One caption type in use (web only).
+    assert mean([2.5], [1.0], "fixed") == pytest.approx(2.5)
+    assert mean([2.5], [1.0], "available") == pytest.approx(2.5)
+    with pytest.raises(ValueError, match="weighting"):
+        mean([1.0], [1.0], "sometimes")
+    with pytest.raises(ValueError, match="one presence flag per caption loss"):
+        mean([1.0, 2.0], [1.0], "fixed")

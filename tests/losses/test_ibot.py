@@ -5,14 +5,9 @@ import numpy as np
 import pytest
 
 from keras_tips.losses.ibot import ibot_patch_loss
-from keras_tips.losses.ibot import masked_updated_center
+from tests.losses.numpy_references import np_softmax
 
 pytestmark = pytest.mark.multibackend
-
-
-def np_softmax(x):
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def reference(student, teacher, mask, tau, all_images=False):
@@ -89,17 +84,3 @@ def test_bad_average_over():
     with pytest.raises(ValueError, match="average_over"):
         ibot_patch_loss(student, teacher, np.ones((4, 6), bool), 0.1, "patches")
 
-
-def test_masked_updated_center():
-    rng = np.random.default_rng(5)
-    center = rng.normal(size=(1, 5)).astype("float32")
-    logits = rng.normal(size=(3, 4, 5)).astype("float32")
-    mask = rng.random((3, 4)) < 0.5
-    mask[0, 0] = True
-    new = keras.ops.convert_to_numpy(masked_updated_center(center, logits, mask, 0.9))
-    expected = 0.9 * center + 0.1 * logits[mask].mean(axis=0)
-    np.testing.assert_allclose(new, expected, rtol=1e-5)
-    unchanged = keras.ops.convert_to_numpy(
-        masked_updated_center(center, logits, np.zeros((3, 4), bool), 0.9)
-    )
-    np.testing.assert_allclose(unchanged, center, rtol=1e-6)

@@ -268,5 +268,8 @@ def test_registered_configuration_is_checked(tmp_path, monkeypatch):
 def test_unreachable_source_gives_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_TIPS_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("KERAS_TIPS_CHECKPOINT_BASE_URL", (tmp_path / "empty").as_uri())
-    with pytest.raises(RuntimeError, match="offline.*convert_dpt_checkpoint"):
+    with pytest.raises(
+        RuntimeError,
+        match="offline.*`keras-tips convert-dpt --checkpoint FILE --task normals --output DIR`",
+    ):
         TIPSDPTHead.from_preset("tips_v2_b14_normals_dpt")

@@ -23,7 +23,8 @@ pytestmark = pytest.mark.multibackend
         (np.zeros((1, 2, 56, 56, 3), "float32"), "shape"),
         (np.zeros((2, 56, 56, 4), "float32"), "RGB, channels last"),
         (np.zeros((2, 3, 56, 56), "float32"), "channels-first"),
-        (np.zeros((2, 56, 56, 3), "uint8"), "floats in \\[0, 1\\]"),
+        (np.zeros((2, 56, 56, 3), "int64"), "astype\\('uint8'\\)"),
+        (np.zeros((2, 56, 56, 3), "bool"), "floats in \\[0, 1\\] or uint8"),
         (np.full((1, 56, 56, 3), np.nan, "float32"), "NaN"),
         (np.full((1, 56, 56, 3), 255.0, "float32"), "\\[0, 1\\]"),
         (np.zeros((0, 56, 56, 3), "float32"), "empty"),
@@ -33,6 +34,14 @@ pytestmark = pytest.mark.multibackend
 def test_bad_images(tiny_model, images, message):
     with pytest.raises(ValueError, match=message):
         tiny_model.encode_images(images)
+
+
+def test_uint8_images_are_scaled_as_the_image_converter_scales_them(tiny_model):
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 56, 70, 3), dtype=np.uint8)
+    from_uint8 = tiny_model.encode_images(pixels)
+    from_float = tiny_model.encode_images(pixels.astype("float32") / 255)
+    for key in ("cls_1", "cls_2", "patches"):
+        np.testing.assert_array_equal(from_uint8[key], from_float[key])
 
 
 def test_bad_patch_mask(tiny_model):

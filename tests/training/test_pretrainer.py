@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from keras_tips.training.pretrainer import LOSS_TERMS
+from tests.training import pretrainer_steps
 from tests.training.pretrain_fixtures import numpy_weights
 from tests.training.pretrain_fixtures import random_batch
 from tests.training.pretrain_fixtures import tiny_pretrainer
@@ -167,4 +168,28 @@ def test_contrastive_view():
     a, b = masked(batch), masked(other)
     assert float(keras.ops.convert_to_numpy(a["contrastive_web"])) != pytest.approx(
         float(keras.ops.convert_to_numpy(b["contrastive_web"])), rel=1e-6
+    )
+
+
+@pytest.mark.slow  # a compiled train step of its own: ~25 s of CPU on JAX
+@pytest.mark.parametrize("name", sorted(pretrainer_steps.CONFIGS))
+def test_train_steps_reproduce_the_record(name):
+    """Every logged value and every variable's change over two steps equal
+    the record of this backend (`tests/training/pretrainer_steps.py`)."""
+    record = pretrainer_steps.load_record()
+    result = pretrainer_steps.run_steps(name)
+    logs = result[f"{name}/logs"]
+    for step, (got, want) in enumerate(zip(logs, record[f"{name}/logs"])):
+        for key, a, b in zip(pretrainer_steps.LOGGED_VALUES, got, want):
+            assert a == pytest.approx(b, rel=1e-5, abs=1e-6), f"step {step}: {key}"
+    changes, expected = result[f"{name}/changes"], record[f"{name}/changes"]
+    assert changes.shape == expected.shape
+    # Every variable moved in the recorded run: it is not of a run that
+    # stood still.
+    assert np.all(expected[:, 1] > 0)
+    np.testing.assert_allclose(changes[:, 1], expected[:, 1], rtol=1e-4)
+    # A sum of changes can be close to 0: compare it on the scale of the
+    # absolute changes.
+    np.testing.assert_array_less(
+        np.abs(changes[:, 0] - expected[:, 0]), 1e-4 * expected[:, 1]
     )
