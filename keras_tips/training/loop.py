@@ -116,14 +116,31 @@ def build_pipeline(recipe, tokenizer):
     )
 
 
-def build_pretrainer(recipe, vocabulary_size):
+def build_recipe_optimizer(recipe):
+    """The recipe's optimizer (wrapped to skip non-finite updates when
+    `train.nonfinite="skip"`)."""
+    from keras_tips.training.optimizers import build_optimizer
+
+    recipe.resolve()
+    optimizer = build_optimizer(recipe.optimizer)
+    if recipe.train.nonfinite == "skip":
+        optimizer = SkipNonFiniteUpdates(optimizer)
+    return optimizer
+
+
+def build_pretrainer(recipe, vocabulary_size, optimizer=None):
     """Student backbone + TIPSPretrainer + compiled optimizer, from a
     recipe (resolved here if it is not yet: the position grid, the text
-    length and the optimizer's schedule length follow their sources)."""
+    length and the optimizer's schedule length follow their sources).
+
+    `optimizer` (default: `build_recipe_optimizer(recipe)`) is for a caller
+    that builds the model where no variable may be given a value (the
+    memory plan's `keras.StatelessScope`; an optimizer sets its step
+    counter when it is made).
+    """
     from keras_tips.models.tips_backbone import TIPSBackbone
     from keras_tips.models.tips_text_encoder import TIPSTextEncoder
     from keras_tips.models.tips_vision_encoder import TIPSVisionEncoder
-    from keras_tips.training.optimizers import build_optimizer
     from keras_tips.training.pretrainer import TIPSPretrainer
 
     recipe.resolve()
@@ -140,9 +157,8 @@ def build_pretrainer(recipe, vocabulary_size):
         total_steps=recipe.train.total_steps,
         **dataclasses.asdict(recipe.objective),
     )
-    optimizer = build_optimizer(recipe.optimizer)
-    if recipe.train.nonfinite == "skip":
-        optimizer = SkipNonFiniteUpdates(optimizer)
+    if optimizer is None:
+        optimizer = build_recipe_optimizer(recipe)
     pretrainer.compile(optimizer=optimizer, jit_compile=recipe.train.jit_compile)
     return pretrainer
 
