@@ -28,6 +28,12 @@ replica, with a global batch of K x the per-device batch; the numbers are
 those of one device's partitioned program. `--devices D` compiles the
 recipe's distribution over D devices instead.
 
+The plan reads no data: a recipe that names no data files or tokenizer
+(the paper recipe) is given placeholders, and the token ids range over the
+released tokenizer's 32,000 (`common.recipe_for_random_batches`;
+`--vocabulary-size` to change). `--set` passes recipe overrides (for
+instance an objective option, to compare its memory with the default's).
+
 Reported (the JSON, per device):
 
 * `peak_bytes` = arguments + outputs + temporaries - aliased bytes of
@@ -309,13 +315,21 @@ def largest_fitting_batch(points, budget_bytes, step=BATCH_STEP):
     )
 
 
+def cache_name(model, remat, batch):
+    """The file name of one plan in a `--cache` folder."""
+    return f"{model.replace('/', '')}_remat-{'on' if remat else 'off'}_batch-{batch}.json"
+
+
 def table_rows(models=MODELS, fit_batches=FIT_BATCHES, budgets_gb=BUDGETS_GB,
-               recipe=B14_RECIPE, timeout=None, extra=(), jobs=1, progress=print):
+               recipe=B14_RECIPE, timeout=None, extra=(), jobs=1, cache=None,
+               cached_only=False, progress=print):
     """Plans every (model, remat) at `fit_batches`, fits peak = a + b x batch,
     predicts the largest batch under each budget, and verifies it by
     compiling at the prediction and one step up (`BATCH_STEP`). Each plan
     is a process of its own; `jobs` of them run at once (first every fit
-    point, then every verification).
+    point, then every verification). With a `cache` folder, plans found
+    there (`cache_name`) are reused and new ones kept; `cached_only` plans
+    nothing new (what is missing is reported as not compiled).
 
     Returns:
         A list of row dicts (the compiled plans included).
@@ -343,9 +357,18 @@ def table_rows(models=MODELS, fit_batches=FIT_BATCHES, budgets_gb=BUDGETS_GB,
 
         def one(item):
             row, batch = item
+            path = cache and os.path.join(cache, cache_name(row["model"], row["remat"], batch))
+            if path and os.path.exists(path):
+                with open(path) as f:
+                    return json.load(f)
+            if cached_only:
+                return {"error": "not compiled"}
             progress(f"{row['model']} remat={row['remat']}: per-device batch {batch}")
             started = time.perf_counter()
             result = run_plan(row["arguments"] + ["--per-device-batch", str(batch)], timeout)
+            if path and "error" not in result:
+                with open(path, "w") as f:
+                    json.dump(result, f, indent=1)
             progress(f"{row['model']} remat={row['remat']}: per-device batch {batch} "
                      f"done in {time.perf_counter() - started:.0f} s"
                      + (f" ({result['error'].splitlines()[-1]})" if "error" in result else ""))
@@ -419,15 +442,28 @@ def table_markdown(rows, seconds, fit_batches=FIT_BATCHES, budgets_gb=BUDGETS_GB
     table = []
     for row in rows:
         cells = [row["model"], row["distribution"], "on" if row["remat"] else "off"]
-        if "error" in row:
-            reason = row["error"].strip().splitlines()[-1][:120]
+        plans = row["plans"]
+        compiled = [plans[b] for b in fit_batches if "error" not in plans.get(b, {"error": ""})]
+        if not compiled:
+            reason = row.get("error", "not compiled").strip().splitlines()[-1][:120]
             table.append(cells + [f"not measured: {reason}"] + [""] * (len(headers) - 4))
             continue
-        plans = row["plans"]
-        first = plans[fit_batches[0]]
-        cells.append(f"{first['parameters']['trainable'] / 1e6:.0f} M")
-        cells += [f"{plans[b]['peak_bytes'] / GB:.1f}" for b in fit_batches]
-        cells.append(f"{plans[fit_batches[-1]]['flops_per_step'] / 1e12:.1f}")
+        cells.append(f"{compiled[0]['parameters']['trainable'] / 1e6:.0f} M")
+        for batch in fit_batches:
+            plan_ = plans.get(batch, {"error": "not compiled"})
+            cells.append(
+                f"{plan_['peak_bytes'] / GB:.1f}" if "error" not in plan_
+                else _short(plan_["error"])
+            )
+        last = plans.get(fit_batches[-1], {"error": "not compiled"})
+        cells.append(
+            f"{last['flops_per_step'] / 1e12:.1f}" if "error" not in last
+            else _short(last["error"])
+        )
+        if "error" in row:  # No line to predict from.
+            cells += ["not measured", ""] * len(budgets_gb)
+            table.append(cells)
+            continue
         for budget in budgets_gb:
             entry = row["budgets"].get(budget, {})
             predicted = entry.get("predicted")
@@ -458,6 +494,11 @@ def table_markdown(rows, seconds, fit_batches=FIT_BATCHES, budgets_gb=BUDGETS_GB
         ]
     lines += ["", SECTION_END]
     return "\n".join(lines)
+
+
+def _short(error):
+    """A table cell for a plan that did not compile."""
+    return error.strip().splitlines()[-1][:60] if error.strip() else "not compiled"
 
 
 def write_section(path, markdown):
@@ -504,11 +545,19 @@ def main(argv=None):
     parser.add_argument("--models", nargs="+", help="With --table: B/14 L/14 g/14.")
     parser.add_argument("--timeout", type=float, help="With --table: seconds a plan.")
     parser.add_argument("--jobs", type=int, default=1, help="With --table: plans at once.")
+    parser.add_argument("--cache", help="With --table: a folder of plans to reuse and keep.")
+    parser.add_argument(
+        "--cached-only", action="store_true",
+        help="With --table and --cache: compile nothing, report what is there.",
+    )
     args = parser.parse_args(argv)
     if args.table:
         models = [m for m in MODELS if not args.models or m[0] in args.models]
         start = time.perf_counter()
+        if args.cache:
+            os.makedirs(args.cache, exist_ok=True)
         rows = table_rows(models, timeout=args.timeout, extra=args.set, jobs=args.jobs,
+                          cache=args.cache, cached_only=args.cached_only,
                           progress=lambda m: print(m, file=sys.stderr, flush=True))
         not_measured = [m[0] for m in MODELS if m not in models]
         markdown = table_markdown(

@@ -94,10 +94,12 @@ def test_plan_of_the_tiny_recipe_grows_with_the_batch(tmp_path):
         )
     assert large["global_batch"] == 8 and large["devices"] == 1
     assert large["peak_bytes"] > small["peak_bytes"]
-    # XLA's count and the analytic model FLOPs scale alike with the batch.
+    # Four times the batch: about four times the FLOPs, in XLA's count (less
+    # the optimizer's fixed share) and in the analytic one (more the
+    # batch x batch contrastive logits).
     xla = large["flops_per_step"] / small["flops_per_step"]
     analytic = large["analytic_model_flops_per_step"] / small["analytic_model_flops_per_step"]
-    assert 2 < xla < 4 and 2 < analytic < 4
+    assert 3 < xla < 4.5 and 3.9 < analytic < 4.5, (xla, analytic)
 
 
 @pytest.mark.slow
@@ -110,3 +112,12 @@ def test_model_parallel_plan_with_remat_is_per_device(tmp_path):
     # whole donated state (4 bytes a parameter and moment).
     whole = 4 * (plan["parameters"]["trainable"] + plan["parameters"]["optimizer"])
     assert plan["memory_analysis"]["alias_size_in_bytes"] < whole
+
+
+def test_table_keeps_the_compiled_point_of_a_row_that_cannot_be_fitted():
+    row = {"model": "B/14", "remat": True, "distribution": "data_parallel",
+           "plans": {32: {"error": "not compiled"}, 128: _plan(128, 30 * GB)},
+           "budgets": {}, "error": "not compiled"}
+    markdown = memory_plan.table_markdown([row], 60, not_measured=["L/14"])
+    assert "| B/14 | data_parallel | on | 240 M | not compiled | 30.0 | 256.0 | not measured |" in markdown
+    assert "Not measured yet: L/14" in markdown
