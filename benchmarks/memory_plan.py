@@ -422,7 +422,9 @@ def table_markdown(rows, seconds, fit_batches=FIT_BATCHES, budgets_gb=BUDGETS_GB
         "## Memory plan (XLA's compiled train step)",
         "",
         "Written by `python benchmarks/memory_plan.py --table benchmarks/RESULTS.md` "
-        f"({seconds / 60:.0f} min). Peak bytes per device of the `tips_b14_webli` "
+        f"at git revision `{_revision()}` ({seconds / 60:.0f} min; plans reused "
+        "from a `--cache` count their own compile time, in the JSON). Peak bytes "
+        "per device of the `tips_b14_webli` "
         "train step (mixed bfloat16, its objective and optimizer; L/14 and g/14: "
         "the same recipe with the released towers of that size), compiled ahead of "
         "time by XLA on the host CPU with abstract weights: arguments + outputs + "
@@ -461,7 +463,7 @@ def table_markdown(rows, seconds, fit_batches=FIT_BATCHES, budgets_gb=BUDGETS_GB
             else _short(last["error"])
         )
         if "error" in row:  # No line to predict from.
-            cells += ["not measured", ""] * len(budgets_gb)
+            cells += [f"not measured (needs {len(fit_batches)} batches)", ""] * len(budgets_gb)
             table.append(cells)
             continue
         for budget in budgets_gb:
@@ -484,16 +486,38 @@ def table_markdown(rows, seconds, fit_batches=FIT_BATCHES, budgets_gb=BUDGETS_GB
     from benchmarks import common
 
     lines.append(common.markdown_table(headers, table))
+    at_128 = [
+        f"{row['model']} remat {'on' if row['remat'] else 'off'}: "
+        f"{row['plans'][128]['peak_bytes'] / GB:.1f} GB"
+        for row in rows
+        if "error" not in row["plans"].get(128, {"error": ""})
+    ]
+    if at_128:
+        lines += ["", "At the paper recipe's per-device batch of 128 (80 GB is the "
+                  f"budget it must fit): {'; '.join(at_128)}."]
+    minutes = [
+        plan_["compile_seconds"] / 60
+        for row in rows for plan_ in row["plans"].values() if "compile_seconds" in plan_
+    ]
+    if minutes:
+        lines += ["", f"Compile time of each plan here: {min(minutes):.0f} to "
+                  f"{max(minutes):.0f} min."]
     if not_measured:
         lines += [
             "",
-            f"Not measured yet: {', '.join(not_measured)} (their compiles did not "
-            "finish on the 2-core machine this table was made on). "
-            "`python benchmarks/memory_plan.py --table benchmarks/RESULTS.md` "
-            "measures every model.",
+            f"Not measured yet: {', '.join(not_measured)}. "
+            "`python benchmarks/memory_plan.py --table benchmarks/RESULTS.md "
+            "--cache plans/` measures every model (`--jobs N` compiles N at once; "
+            "`--models` chooses).",
         ]
     lines += ["", SECTION_END]
     return "\n".join(lines)
+
+
+def _revision():
+    from benchmarks import common
+
+    return common.git_revision()
 
 
 def _short(error):

@@ -118,5 +118,6 @@ def test_table_keeps_the_compiled_point_of_a_row_that_cannot_be_fitted():
            "plans": {32: {"error": "not compiled"}, 128: _plan(128, 30 * GB)},
            "budgets": {}, "error": "not compiled"}
     markdown = memory_plan.table_markdown([row], 60, not_measured=["L/14"])
-    assert "| B/14 | data_parallel | on | 240 M | not compiled | 30.0 | 256.0 | not measured |" in markdown
+    assert "| B/14 | data_parallel | on | 240 M | not compiled | 30.0 | 256.0 | not measured (needs 2 batches) |" in markdown
+    assert "per-device batch of 128 (80 GB is the budget it must fit): B/14 remat on: 30.0 GB." in markdown
     assert "Not measured yet: L/14" in markdown
