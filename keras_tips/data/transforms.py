@@ -161,9 +161,12 @@ class AugmentationConfig:
     * `contrastive_crop`: the view the contrastive loss pairs with the
       captions (batch key `"contrastive_images"`, at the global crop's
       size). No photometric change by default, so that captions naming
-      colours, objects or positions stay true. None: no separate view; the
-      contrastive loss uses the global crop (the TIPS paper's single global
-      crop) and the captions follow the global crop's flip.
+      colours, objects or positions stay true. None (the default, so that
+      a pipeline configured before this view existed makes the same
+      batches): no separate view; the contrastive loss uses the global
+      crop (the TIPS paper's single global crop) and the captions follow
+      the global crop's flip. `recipes/tips_b14_webli.py` sets
+      `CAPTIONED_CROP`.
     * `global_crop`: the self-distillation teacher's view and the masked
       student's view (`"global_images"`): DINO's photometric stack.
     * `local_crop`: the student's small views for self-distillation
@@ -184,7 +187,7 @@ class AugmentationConfig:
     ```
     """
 
-    contrastive_crop: CropAugmentation | None = CAPTIONED_CROP
+    contrastive_crop: CropAugmentation | None = None
     global_crop: CropAugmentation = DINO_GLOBAL_CROP
     local_crop: CropAugmentation = DINO_LOCAL_CROP
     swap_left_right_on_flip: bool = True

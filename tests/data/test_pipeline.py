@@ -16,6 +16,7 @@ from keras_tips.data import PretrainingPipeline
 from keras_tips.data import ShapesDataset
 from keras_tips.data import block_patch_mask
 from keras_tips.data.pipeline import BATCH_KEYS
+from keras_tips.data.transforms import CAPTIONED_CROP
 from tests.data.conftest import SEQUENCE_LENGTH
 
 
@@ -78,6 +79,7 @@ def test_batch_contract(
         local_crop_count=local_count,
         local_image_size=local_size,
         mask=PatchMaskConfig(ratio=mask_ratio, mode=mask_mode),
+        augmentation=AugmentationConfig(contrastive_crop=CAPTIONED_CROP),
     )
     with PretrainingPipeline(shapes_source(), config, tokenizer) as pipeline:
         batches = take(pipeline, 3)

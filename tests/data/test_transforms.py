@@ -16,6 +16,7 @@ from keras_tips.data import PatchMaskConfig
 from keras_tips.data import PatchMasker
 from keras_tips.data import block_patch_mask
 from keras_tips.data import random_patch_mask
+from keras_tips.data.transforms import CAPTIONED_CROP
 from keras_tips.data.transforms import adjust_hue
 from keras_tips.data.transforms import sample_crop_box
 from keras_tips.data.transforms import swap_left_right
@@ -100,7 +101,9 @@ def test_multi_crop_shapes_ranges_and_determinism():
     image = np.random.default_rng(0).integers(
         0, 256, (50, 70, 3), dtype=np.uint8
     )
-    transform = MultiCropTransform(28, 3, 14)
+    transform = MultiCropTransform(
+        28, 3, 14, AugmentationConfig(contrastive_crop=CAPTIONED_CROP)
+    )
     first = transform(image, np.random.default_rng(5))
     again = transform(image, np.random.default_rng(5))
     other = transform(image, np.random.default_rng(6))
@@ -203,10 +206,13 @@ def test_without_a_contrastive_crop_captions_follow_the_global_crop():
     assert result.captions_flipped
 
 
-def test_default_contrastive_crop_keeps_colours_and_most_of_the_image():
+def test_captioned_crop_keeps_colours_and_most_of_the_image():
     """The caption-paired crop has no photometric change and a mild scale
-    range; the self-distillation crops keep DINO's photometric stack."""
-    config = AugmentationConfig()
+    range; the self-distillation crops keep DINO's photometric stack. By
+    default there is no separate caption-paired crop (the paper's one
+    global crop)."""
+    assert AugmentationConfig().contrastive_crop is None
+    config = AugmentationConfig(contrastive_crop=CAPTIONED_CROP)
     contrastive = config.contrastive_crop
     assert not contrastive.photometric
     assert contrastive.scale[0] >= 0.9 and contrastive.flip_probability == 0.5
