@@ -43,6 +43,49 @@ def tiny_shapes_recipe(overrides=()):
     return load_recipe(TINY_SHAPES_RECIPE, list(overrides))
 
 
+# The released tokenizer's vocabulary size.
+RELEASED_VOCABULARY_SIZE = 32000
+_UNREAD = "'(not read: benchmark on random batches)'"
+
+
+def recipe_for_random_batches(path, overrides=(), vocabulary_size=None):
+    """A recipe whose train step is measured on random batches of its
+    shapes, and the vocabulary size of those batches' token ids.
+
+    Such a measurement never reads the recipe's data, so a recipe that
+    names no data files or tokenizer (the paper recipe leaves both to the
+    run) gets placeholders for them, and its vocabulary is
+    `vocabulary_size` or, by default, the released tokenizer's (32,000).
+    A recipe with a tokenizer, or the shapes vocabulary, gives its own.
+
+    Returns:
+        `(recipe, vocabulary_size)`.
+    """
+    import importlib.util
+
+    from keras_tips.training.loop import build_tokenizer
+    from keras_tips.training.recipe import apply_overrides
+    from keras_tips.training.recipe import load_recipe
+
+    spec = importlib.util.spec_from_file_location("benchmarked_recipe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    data = apply_overrides(module.recipe(), list(overrides)).data
+    placeholders = []
+    if data.source != "shapes":
+        if not data.path:
+            placeholders.append(f"data.path={_UNREAD}")
+        if not data.tokenizer:
+            placeholders.append(f"data.tokenizer={_UNREAD}")
+    recipe = load_recipe(path, list(overrides) + placeholders)
+    if vocabulary_size is None:
+        if data.source != "shapes" and not data.tokenizer:
+            vocabulary_size = RELEASED_VOCABULARY_SIZE
+        else:
+            vocabulary_size = build_tokenizer(recipe).vocabulary_size()
+    return recipe, vocabulary_size
+
+
 # --- Worker processes -------------------------------------------------------
 
 

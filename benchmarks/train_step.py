@@ -49,6 +49,17 @@ same configuration (0 and 1 worker processes), measured on its own; in real
 training it shares the CPU with the train step.
 
 Run: `python benchmarks/train_step.py [--quick] [--output table.md]`.
+
+On an accelerator, `python benchmarks/train_step.py --accelerator` (or
+`benchmarks/gpu_train_step.sh`) runs the paper recipe's train step
+(`recipes/tips_b14_webli.py`: B/14, mixed bfloat16, its objective and
+optimizer) on JAX's first device, with rematerialisation off and on, at
+several per-device batches (`--batches`), each in its own process, and
+reports images/s, the device's peak memory (`memory_stats()`) and MFU:
+the analytic model FLOPs per second over the device's dense bf16 peak
+(`PEAK_BF16_TFLOPS`, by device name, or `--peak-tflops`). `--recipe`,
+`--set` and `--batches` make it run anywhere (the tests run it on the CPU
+at tiny sizes).
 """
 
 import argparse
@@ -87,6 +98,7 @@ class BatchShape:
     mask: object  # PatchMaskConfig
     sequence_length: int
     vocabulary_size: int
+    contrastive_crop: bool = False
 
     @property
     def num_patches(self):
@@ -110,6 +122,7 @@ def batch_shape(recipe, vocabulary_size=None):
         mask=config.mask,
         sequence_length=recipe.data.sequence_length,
         vocabulary_size=vocabulary_size,
+        contrastive_crop=config.augmentation.contrastive_crop is not None,
     )
 
 
@@ -136,8 +149,9 @@ def train_step_flops(recipe, shape):
     model and objective of `recipe` at its batch `shape`.
 
     Trained path (student image tower on the masked global crop, again on
-    the unmasked global crop for the contrastive terms (the pretrainer's
-    default `contrastive_view="unmasked"`) and on the local crops, text
+    the unmasked global crop or the separate contrastive crop, of the same
+    size, for the contrastive terms (the pretrainer's default
+    `contrastive_view="unmasked"`) and on the local crops, text
     tower on both captions, DINO head on the local CLS tokens, iBOT head on
     the loss tokens (`objective.max_masked_patches` per image, or all
     patches under `mask_loss_tokens="all"`), contrastive logits) counts 3x
@@ -230,15 +244,20 @@ def random_batch(shape, seed=0):
         "has_web": np.ones((b,), bool),
         "has_synthetic": np.ones((b,), bool),
     }
+    if shape.contrastive_crop:
+        batch["contrastive_images"] = rng.random(
+            (b, shape.global_size, shape.global_size, 3), dtype="float32"
+        )
     for key in ("web", "synthetic"):
         ids = rng.integers(2, shape.vocabulary_size, (b, length)).astype("int32")
         batch[f"{key}_token_ids"] = np.where(batch[f"{key}_padding_mask"], ids, 0)
     return batch
 
 
-def build_pretrainer(recipe, shape, remat):
+def build_pretrainer(recipe, shape, remat, optimizer=None):
     """The loop's pretrainer of `recipe`, optionally with every transformer
-    block of both towers rematerialised."""
+    block of both towers rematerialised (`optimizer`: see
+    `loop.build_pretrainer`)."""
     import keras
 
     from keras_tips.training.loop import build_pretrainer as build_from_recipe
@@ -252,7 +271,7 @@ def build_pretrainer(recipe, shape, remat):
         else contextlib.nullcontext()
     )
     with scope:
-        return build_from_recipe(recipe, shape.vocabulary_size)
+        return build_from_recipe(recipe, shape.vocabulary_size, optimizer)
 
 
 def matmul_peak_flops(size=2048, repeats=5, dtype="float32"):
@@ -389,6 +408,162 @@ def pipeline_rates(workers=(0, 1), num_batches=30):
             * recipe.data.pipeline.batch_size
         )
     return rates
+
+
+# --- On an accelerator ----------------------------------------------------------
+
+# Dense bfloat16 peak of each device (vendor data sheets, no sparsity), by a
+# part of the name JAX reports (`device.device_kind`); first match wins.
+PEAK_BF16_TFLOPS = (
+    ("H100 PCIe", 756.0),
+    ("H100", 989.0),  # SXM
+    ("H200", 989.0),
+    ("GH200", 989.0),
+    ("B200", 2250.0),
+    ("A100", 312.0),
+    ("L40S", 362.0),
+    ("L4", 121.0),
+)
+ACCELERATOR_RECIPE = os.path.join(common.REPOSITORY_ROOT, "recipes", "tips_b14_webli.py")
+ACCELERATOR_BATCHES = (64, 128, 192, 256)
+
+
+def device_peak_flops(device_kind, peak_tflops=None):
+    """`(FLOP/s, where it comes from)` of the device's dense bf16 peak:
+    `peak_tflops` when given, else `PEAK_BF16_TFLOPS` by name; None when
+    the device is not listed."""
+    if peak_tflops is not None:
+        return peak_tflops * 1e12, f"{peak_tflops:g} TFLOP/s (given)"
+    for name, tflops in PEAK_BF16_TFLOPS:
+        if name.lower() in device_kind.lower():
+            return tflops * 1e12, f"{tflops:g} TFLOP/s ({name} bf16 dense)"
+    return None, "unknown (pass --peak-tflops)"
+
+
+def accelerator_worker(recipe_path, overrides, per_device_batch, remat, warmup, rounds, steps):
+    """The recipe's train step on this process's first JAX device (one
+    device, no distribution) at `per_device_batch`: images/s and the
+    device's peak memory."""
+    import jax
+    import keras
+    import numpy as np
+
+    device = jax.devices()[0]
+    recipe, vocabulary_size = common.recipe_for_random_batches(
+        recipe_path,
+        list(overrides)
+        + ["train.distribution='none'", f"data.pipeline.batch_size={per_device_batch}"],
+    )
+    shape = batch_shape(recipe, vocabulary_size)
+    result = {
+        "device_kind": device.device_kind,
+        "platform": device.platform,
+        "recipe": recipe.name,
+        "dtype": recipe.model.dtype,
+        "remat": remat,
+        "per_device_batch": per_device_batch,
+        "flops_per_image": train_step_flops(recipe, shape),
+    }
+    common.log(f"{device.device_kind}: batch {per_device_batch}, remat={remat}: building")
+    pretrainer = build_pretrainer(recipe, shape, remat)
+    batch = {k: keras.ops.convert_to_tensor(v) for k, v in random_batch(shape).items()}
+    start = time.perf_counter()
+    for _ in range(warmup):
+        logs = pretrainer.train_on_batch(batch, return_dict=True)
+    result["warmup_seconds"] = time.perf_counter() - start
+    if not np.isfinite(float(logs["loss"])):
+        raise FloatingPointError(f"non-finite loss {logs['loss']}")
+    common.log(f"{device.device_kind}: batch {per_device_batch}, remat={remat}: timing")
+    rates = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(steps):
+            # train_on_batch returns the logs as NumPy: each step ends on
+            # the host, so no step is left running outside the timing.
+            logs = pretrainer.train_on_batch(batch, return_dict=True)
+        rates.append(per_device_batch * steps / (time.perf_counter() - start))
+    result["rates"] = rates
+    result["loss"] = float(logs["loss"])
+    stats = device.memory_stats() or {}
+    result["peak_bytes_in_use"] = stats.get("peak_bytes_in_use")
+    result["bytes_limit"] = stats.get("bytes_limit")
+    return result
+
+
+def run_accelerator(
+    recipe=ACCELERATOR_RECIPE, batches=ACCELERATOR_BATCHES, remat_variants=(False, True),
+    overrides=(), quick=False, peak_tflops=None, timeout=None,
+):
+    """One JAX process per (remat, per-device batch), so that running out of
+    device memory at one batch does not affect the next; returns
+    `(results, Markdown)`."""
+    results = []
+    for remat in remat_variants:
+        for per_device_batch in batches:
+            arguments = ["--accelerator-worker", "--recipe", recipe, "--per-device-batch", str(per_device_batch)]
+            arguments += [item for value in overrides for item in ("--set", value)]
+            if remat:
+                arguments.append("--remat")
+            if quick:
+                arguments.append("--quick")
+            common.log(f"accelerator train step: batch {per_device_batch}, remat={remat}")
+            result = common.run_worker(os.path.abspath(__file__), "jax", arguments, timeout=timeout)
+            result.setdefault("remat", remat)
+            result.setdefault("per_device_batch", per_device_batch)
+            results.append(result)
+    return results, accelerator_report(results, peak_tflops)
+
+
+def accelerator_report(results, peak_tflops=None):
+    """The Markdown table of `run_accelerator`'s results."""
+    measured = [r for r in results if "error" not in r]
+    kind = measured[0]["device_kind"] if measured else "unknown device"
+    peak, peak_source = device_peak_flops(kind, peak_tflops)
+    rows = []
+    for result in results:
+        cells = [
+            "on" if result["remat"] else "off",
+            str(result["per_device_batch"]),
+        ]
+        if "error" in result:
+            reason = result["error"].strip().splitlines()[-1][:160]
+            if "RESOURCE_EXHAUSTED" in result["error"] or "out of memory" in result["error"].lower():
+                reason = "out of device memory"
+            rows.append(cells + ["n/a"] * 4 + [f"failed: {reason}"])
+            continue
+        rate = common.median(result["rates"])
+        flops = result["flops_per_image"]["total"]
+        memory = result.get("peak_bytes_in_use")
+        rows.append(
+            cells
+            + [
+                common.fmt_rate(rate),
+                common.fmt(1e3 * result["per_device_batch"] / rate, 0),
+                common.fmt(100 * rate * flops / peak if peak else None, 1, " %"),
+                common.fmt(memory / 1e9 if memory else None, 1),
+                f"compile + warm-up {result['warmup_seconds']:.0f} s",
+            ]
+        )
+    first = measured[0] if measured else None
+    lines = [
+        f"Device: {kind}; peak used for MFU: {peak_source}.",
+    ]
+    if first:
+        lines.append(
+            f"Recipe `{first['recipe']}` ({first['dtype']}), one device; analytic "
+            f"model FLOPs per image {first['flops_per_image']['total'] / 1e9:.1f} "
+            "GFLOP (`train_step_flops`: trained path x 3, teacher x 1)."
+        )
+    lines += [
+        "",
+        common.markdown_table(
+            ["remat", "per-device batch", "images/s", "ms/step", "MFU", "peak device GB", "notes"],
+            rows,
+            align="lrrrrrl",
+        ),
+        "",
+    ]
+    return "\n".join(lines)
 
 
 # --- Report -------------------------------------------------------------------
@@ -552,7 +727,49 @@ def main(argv=None):
     parser.add_argument(
         "--measure-peak", action="store_true", help=argparse.SUPPRESS
     )
+    parser.add_argument(
+        "--accelerator", action="store_true",
+        help="The paper recipe's train step on this machine's accelerator "
+        "(JAX; bf16 as the recipe sets; remat off and on; --batches).",
+    )
+    parser.add_argument("--recipe", default=ACCELERATOR_RECIPE, help="With --accelerator.")
+    parser.add_argument(
+        "--batches", nargs="+", type=int, default=list(ACCELERATOR_BATCHES),
+        help="With --accelerator: per-device batches.",
+    )
+    parser.add_argument(
+        "--remat-variants", nargs="+", choices=["off", "on"], default=["off", "on"],
+        help="With --accelerator.",
+    )
+    parser.add_argument(
+        "--peak-tflops", type=float,
+        help="With --accelerator: the device's dense bf16 peak, if not listed.",
+    )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="With --accelerator: recipe override (repeatable).",
+    )
+    parser.add_argument("--timeout", type=float, help="Seconds a worker.")
+    parser.add_argument("--accelerator-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--per-device-batch", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker_output and args.accelerator_worker:
+        warmup, rounds, steps = (2, 2, 2) if args.quick else (3, 5, 5)
+        common.write_worker_output(
+            args.worker_output,
+            accelerator_worker(
+                args.recipe, args.set, args.per_device_batch, args.remat,
+                warmup, rounds, steps,
+            ),
+        )
+        return 0
+    if args.accelerator:
+        _, markdown = run_accelerator(
+            args.recipe, args.batches, [v == "on" for v in args.remat_variants],
+            args.set, args.quick, args.peak_tflops, args.timeout,
+        )
+        common.report_markdown(markdown, args.output)
+        return 0
     if args.worker_output:
         warmup, rounds, steps = (2, 3, 2) if args.quick else (3, 5, 4)
         common.write_worker_output(

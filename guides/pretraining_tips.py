@@ -248,6 +248,7 @@ like these works, e.g. your own `tf.data` or NumPy generator):
 | key | dtype, shape | meaning |
 | --- | --- | --- |
 | `global_images` | float32 (B, G, G, 3) | global crop in [0, 1] |
+| `contrastive_images` | float32 (B, G, G, 3) | crop paired with the captions (optional: without it, the contrastive loss uses the global crop) |
 | `local_images` | float32 (B, L, S, S, 3) | L local crops (optional) |
 | `patch_mask` | bool (B, (G/14)²) | True = masked patch, row-major |
 | `web_token_ids`, `web_padding_mask` | int32 / bool (B, T) | web caption |

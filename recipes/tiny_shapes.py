@@ -10,6 +10,7 @@ the full objective on the procedural shapes dataset at 56 px, in minutes on a
 | text tower           | 96 wide, 2 blocks, 3 heads, 64 tokens         |
 | data                 | 4,000 generated scenes, 56 px (4 x 4 patches) |
 | crops                | 1 global 56 px, 2 local 28 px                 |
+| augmentation         | global whole scene; local 15-50 %, blur 0.3   |
 | masking              | 50 % of the patches, random, half the images  |
 | batch                | 32                                            |
 | steps                | 1,200 (checkpoint every 200)                  |
@@ -28,6 +29,7 @@ Run: `keras-tips pretrain --recipe recipes/tiny_shapes.py --output runs/tiny_sha
 
 from keras_tips.data.masking import PatchMaskConfig
 from keras_tips.data.transforms import AugmentationConfig
+from keras_tips.data.transforms import CropAugmentation
 from keras_tips.training.optimizers import OptimizerConfig
 from keras_tips.training.recipe import DataConfig
 from keras_tips.training.recipe import ModelConfig
@@ -74,19 +76,26 @@ def recipe():
                 local_crop_count=2,
                 local_image_size=28,
                 mask=PatchMaskConfig(ratio=0.5, probability=0.5),
-                # The captions name colours and positions: the global crop is
-                # the whole scene, unflipped, with true colours. Local crops
-                # (self-distillation only) may cut and recolour freely.
+                # The captions name colours and positions, and the
+                # contrastive loss uses the global crop (no separate
+                # contrastive crop, as in the TIPS paper): it is the whole
+                # scene, unflipped, with true colours. Local crops
+                # (self-distillation only) are cut and blurred but keep
+                # their colours: colour is most of what the small model can
+                # learn to tell apart.
                 augmentation=AugmentationConfig(
-                    global_crop_scale=(1.0, 1.0),
-                    crop_aspect_ratio=(1.0, 1.0),
-                    local_crop_scale=(0.15, 0.5),
-                    flip_probability=0.0,
-                    color_jitter_probability=0.0,
-                    grayscale_probability=0.0,
-                    global_blur_probability=0.0,
-                    local_blur_probability=0.3,
-                    global_solarize_probability=0.0,
+                    contrastive_crop=None,
+                    global_crop=CropAugmentation.resize_crop(
+                        scale=(1.0, 1.0), aspect_ratio=(1.0, 1.0)
+                    ),
+                    local_crop=CropAugmentation(
+                        scale=(0.15, 0.5),
+                        aspect_ratio=(1.0, 1.0),
+                        flip_probability=0.0,
+                        color_jitter_probability=0.0,
+                        grayscale_probability=0.0,
+                        blur_probability=0.3,
+                    ),
                 ),
             ),
         ),

@@ -11,6 +11,7 @@ writes such shards from a JSONL index or from img2dataset's webdataset tars).
 | image tower           | ViT-B/14, 768 wide, 12 blocks, 12 heads            |
 | text tower            | 768 wide, 12 blocks, 12 heads, 64 tokens           |
 | global / local crops  | 1 x 224 px / 6 x 98 px                             |
+| contrastive crop      | 1 x 224 px, 90-100 % of the image, flip, no colour |
 | masking               | 75 % of patches, block-wise, half of the images    |
 | batch                 | 16,384 global (per process: batch_size)            |
 | steps                 | 200,000, 10,000 warm-up, checkpoint every 2,000    |
@@ -25,6 +26,28 @@ tower's length `data.sequence_length`, the schedules `train.total_steps`,
 and the iBOT heads' gathered tokens per image (`objective.max_masked_patches`,
 75 % of 256 = 192) the mask settings. Options of DINOv2 not used here:
 `optimizer.freeze_last_layer_steps` and `optimizer.module_clipnorm`.
+
+Augmentation, by crop kind (`data.pipeline.augmentation`):
+
+| crop (batch key)                    | loss                       | augmentation                                                                 |
+|-------------------------------------|----------------------------|------------------------------------------------------------------------------|
+| contrastive (`contrastive_images`)  | image-text contrastive     | resized crop of 90-100 % of the area, flip 0.5 with left/right swapped in the captions; no colour change, blur or solarisation |
+| global (`global_images`)            | teacher; masked student (iBOT) | DINOv2's: crop of 32-100 %, flip, colour jitter 0.8 (hue ±0.1 turn), grayscale 0.2, blur 0.55, solarise 0.1 |
+| local (`local_images`, 6)           | student (DINO)             | DINOv2's: crop of 5-32 %, flip, colour jitter 0.8, grayscale 0.2, blur 0.5    |
+
+The TIPS paper computes the contrastive loss, the teacher targets and the
+masked student on one global crop (DINOv2 uses two global crops) and does
+not list its photometric augmentations. Here the caption-paired view is a
+crop of its own, as open_clip's training crop (90-100 %, no colour change):
+DINO's photometric stack on the captioned view makes captions that name
+colours ("a red car", "a black and white photo") or objects cut away by a
+32 % crop untrue. It costs one more 224 px crop per example in the input
+pipeline and no extra compute: the student's unmasked pass, which the
+contrastive loss needs anyway (`objective.contrastive_view="unmasked"`),
+runs on it instead of on the global crop. `--set
+data.pipeline.augmentation.contrastive_crop=None` goes back to the paper's
+single crop (then the global crop is the captioned view and should not be
+distorted).
 
 Run (one process per host, each with its own local run directory: the
 checkpoints are written atomically on a local file system and hold that
@@ -41,6 +64,10 @@ For tensor parallelism of the larger towers use
 """
 
 from keras_tips.data.masking import PatchMaskConfig
+from keras_tips.data.transforms import CAPTIONED_CROP
+from keras_tips.data.transforms import DINO_GLOBAL_CROP
+from keras_tips.data.transforms import DINO_LOCAL_CROP
+from keras_tips.data.transforms import AugmentationConfig
 from keras_tips.training.optimizers import OptimizerConfig
 from keras_tips.training.recipe import DataConfig
 from keras_tips.training.recipe import ModelConfig
@@ -99,6 +126,11 @@ def recipe():
                 local_crop_count=6,
                 local_image_size=98,
                 mask=PatchMaskConfig(ratio=0.75, mode="block", probability=0.5),
+                augmentation=AugmentationConfig(
+                    contrastive_crop=CAPTIONED_CROP,
+                    global_crop=DINO_GLOBAL_CROP,
+                    local_crop=DINO_LOCAL_CROP,
+                ),
                 worker_count=16,
             ),
         ),

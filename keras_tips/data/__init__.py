@@ -1,7 +1,8 @@
 """Data: image-text sources, the grain pretraining pipeline, shapes dataset.
 
 Public API:
-    PretrainingPipeline, PipelineConfig, AugmentationConfig, PatchMaskConfig,
+    PretrainingPipeline, PipelineConfig, AugmentationConfig, CropAugmentation,
+    PatchMaskConfig,
     DataStats, JsonlImageTextSource, ArrayRecordImageTextSource,
     InMemoryImageTextSource, SkimagePhotosSource, ShapesDataset,
     write_array_record, write_webdataset_array_record, write_shapes_jsonl,
@@ -37,6 +38,7 @@ from keras_tips.data.sources import InMemoryImageTextSource
 from keras_tips.data.sources import JsonlImageTextSource
 from keras_tips.data.stats import DataStats
 from keras_tips.data.transforms import AugmentationConfig
+from keras_tips.data.transforms import CropAugmentation
 from keras_tips.data.transforms import EvalTransform
 from keras_tips.data.transforms import MultiCropTransform
 from keras_tips.data.webdataset import write_webdataset_array_record

@@ -37,8 +37,9 @@ def stack_examples(examples):
         "web_caption": [e["web_caption"] for e in examples],
         "synthetic_caption": [e["synthetic_caption"] for e in examples],
     }
-    if "local_images" in examples[0]:
-        batch["local_images"] = np.stack([e["local_images"] for e in examples])
+    for key in ("local_images", "contrastive_images"):
+        if key in examples[0]:
+            batch[key] = np.stack([e[key] for e in examples])
     return batch
 
 

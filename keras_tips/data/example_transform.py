@@ -4,8 +4,10 @@ It runs in grain's worker processes when the pipeline has workers. A usable
 record becomes
 
 ```
-"global_images":     float32 (G, G, 3) in [0, 1]
-"local_images":      float32 (N_local, S, S, 3)   (only when N_local > 0)
+"global_images":      float32 (G, G, 3) in [0, 1]
+"local_images":       float32 (N_local, S, S, 3)  (only when N_local > 0)
+"contrastive_images": float32 (G, G, 3)           (only when training with a
+                      separate contrastive crop)
 "patch_mask":        bool ((G // patch_size) ** 2), True = masked patch
 "web_caption", "synthetic_caption": str ("" when unusable)
 "has_web", "has_synthetic": bool
@@ -46,15 +48,14 @@ def draft_short_side(config):
             np.ceil(config.global_image_size / config.eval_crop_fraction)
         )
     augmentation = config.augmentation
-    needed = config.global_image_size / np.sqrt(
-        augmentation.global_crop_scale[0]
-    )
+    crops = [(config.global_image_size, augmentation.global_crop)]
+    if augmentation.contrastive_crop is not None:
+        crops.append((config.global_image_size, augmentation.contrastive_crop))
     if config.local_crop_count:
-        needed = max(
-            needed,
-            config.local_image_size / np.sqrt(augmentation.local_crop_scale[0]),
-        )
-    return int(np.ceil(needed))
+        crops.append((config.local_image_size, augmentation.local_crop))
+    return int(
+        np.ceil(max(size / np.sqrt(crop.scale[0]) for size, crop in crops))
+    )
 
 
 def draw_caption(choices, rng):
@@ -136,9 +137,14 @@ class PretrainingExampleTransform(grain.transforms.RandomMap):
         if config.require_caption and not (web_caption or synthetic_choices):
             return skipped_example(issues + [stats_lib.NO_CAPTION], key)
 
+        contrastive_image = None
         flipped = False
         if config.training:
-            global_image, local_images, flipped = self.crop_transform(rgb, rng)
+            crops = self.crop_transform(rgb, rng)
+            global_image = crops.global_crop
+            local_images = crops.local_crops
+            contrastive_image = crops.contrastive_crop
+            flipped = crops.captions_flipped
             patch_mask = self.masker(rng)
         else:
             global_image = self.crop_transform(rgb)
@@ -163,4 +169,6 @@ class PretrainingExampleTransform(grain.transforms.RandomMap):
         }
         if config.effective_local_crop_count:
             example["local_images"] = local_images
+        if contrastive_image is not None:
+            example["contrastive_images"] = contrastive_image
         return example

@@ -20,6 +20,10 @@ Batch contract (numpy):
 "global_images":          float32 (B, G, G, 3) in [0, 1]
 "local_images":           float32 (B, N_local, S, S, 3) in [0, 1]
                           (only when N_local > 0)
+"contrastive_images":     float32 (B, G, G, 3) in [0, 1]: the crop paired
+                          with the captions (only when training with a
+                          separate contrastive crop; without it, the
+                          contrastive loss uses "global_images")
 "patch_mask":             bool (B, (G // patch_size) ** 2), True = masked
                           patch,
                           row-major over the patch grid
@@ -54,6 +58,7 @@ logger = logging.getLogger("keras_tips.data")
 BATCH_KEYS = (
     "global_images",
     "local_images",
+    "contrastive_images",
     "patch_mask",
     "web_token_ids",
     "web_padding_mask",
@@ -115,19 +120,19 @@ def build_example_dataset(source, config):
         `grain.MapDataset` of examples (see `PretrainingExampleTransform`).
     """
     config.check_complete()
+    shard_index, shard_count = config.shard()
     num_records = len(source)
-    per_shard = num_records // config.shard_count
+    per_shard = num_records // shard_count
     if per_shard == 0:
         raise ValueError(
             f"The source has {num_records} records, fewer than the "
-            f"{config.shard_count} shards."
+            f"{shard_count} shards (one per process unless "
+            "data.pipeline.shard_count is set): each shard needs at least "
+            "one record."
         )
     dataset = grain.MapDataset.source(SafeSource(source))
-    if config.shard_count > 1:
-        dataset = dataset[
-            config.shard_index : per_shard
-            * config.shard_count : config.shard_count
-        ]
+    if shard_count > 1:
+        dataset = dataset[shard_index : per_shard * shard_count : shard_count]
     if config.shuffle and config.training:
         dataset = dataset.shuffle(seed=_derived_seed(config.seed, 0))
     if config.num_epochs != 1:
@@ -136,7 +141,7 @@ def build_example_dataset(source, config):
     # draw the same crops for their i-th examples.
     return dataset.random_map(
         PretrainingExampleTransform(config),
-        seed=_derived_seed(config.seed, 1, config.shard_index),
+        seed=_derived_seed(config.seed, 1, shard_index),
     )
 
 
@@ -301,8 +306,9 @@ class PretrainingPipeline:
             "has_web": _as_owned_array(element["has_web"]),
             "has_synthetic": _as_owned_array(element["has_synthetic"]),
         }
-        if "local_images" in element:
-            batch["local_images"] = _as_owned_array(element["local_images"])
+        for key in ("local_images", "contrastive_images"):
+            if key in element:
+                batch[key] = _as_owned_array(element[key])
         if self.config.include_texts:
             batch["web_caption"] = np.array(
                 element["web_caption"], dtype=object

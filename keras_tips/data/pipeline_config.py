@@ -2,6 +2,8 @@
 
 import dataclasses
 
+from keras_tips.backend.processes import process_count
+from keras_tips.backend.processes import process_index
 from keras_tips.data.decoding import DEFAULT_MAX_IMAGE_PIXELS
 from keras_tips.data.masking import PatchMaskConfig
 from keras_tips.data.transforms import AugmentationConfig
@@ -26,7 +28,9 @@ class PipelineConfig:
             G // patch_size. In a recipe it follows the model's.
         mask: `PatchMaskConfig`. How the iBOT patch masks are drawn (ratio,
             mode, probability that an image is masked, smallest block).
-        augmentation: `AugmentationConfig`.
+        augmentation: `AugmentationConfig`: how each kind of crop (the
+            contrastive crop paired with the captions, the global crop,
+            the local crops) is cut and distorted.
         training: bool. False: resize + centre crop only, no local crops,
             empty masks, no shuffle.
         eval_crop_fraction: float. Centre-crop fraction when not training.
@@ -42,9 +46,14 @@ class PipelineConfig:
         worker_buffer_size: int. Batches buffered per worker.
         read_thread_count: int. Threads decoding examples in each process.
         read_buffer_size: int. Examples buffered by those threads.
-        shard_index, shard_count: ints. This process reads records
-            `shard_index::shard_count` (equal shard sizes; the remainder of
-            the division is dropped).
+        shard_index, shard_count: ints, or None (both): this process reads
+            records `shard_index::shard_count` (equal shard sizes; the
+            remainder of the division is dropped). None: one shard per
+            process of the run, this process's index of the process count
+            (in one process, all records), so each host of a multi-process
+            run reads its own part with no flag. Set them only to read a
+            subset; in a multi-process run there may not be fewer shards
+            than processes.
         max_image_pixels: int. Larger images are skipped unread.
         max_skipped_fraction: float or None. Stop with `ValueError` when more
             than this fraction of the first `skip_check_window` records is
@@ -88,8 +97,8 @@ class PipelineConfig:
     worker_buffer_size: int = 2
     read_thread_count: int = 1
     read_buffer_size: int = 16
-    shard_index: int = 0
-    shard_count: int = 1
+    shard_index: int | None = None
+    shard_count: int | None = None
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     max_skipped_fraction: float | None = 0.5
     skip_check_window: int = 200
@@ -145,7 +154,15 @@ class PipelineConfig:
             raise ValueError(
                 "`worker_count` and `read_thread_count` must be >= 0."
             )
-        if not 0 <= self.shard_index < self.shard_count:
+        if (self.shard_index is None) != (self.shard_count is None):
+            raise ValueError(
+                "Set both `shard_index` and `shard_count`, or neither (one "
+                f"shard per process). Received: {self.shard_index}, "
+                f"{self.shard_count}"
+            )
+        if self.shard_count is not None and not (
+            0 <= self.shard_index < self.shard_count
+        ):
             raise ValueError(
                 f"Need 0 <= shard_index < shard_count. Received: "
                 f"{self.shard_index}, {self.shard_count}"
@@ -162,6 +179,27 @@ class PipelineConfig:
                 "size and train.seed."
             )
         return self
+
+    def shard(self):
+        """`(shard_index, shard_count)` this process reads: the configured
+        ones, else this process's index of the process count.
+
+        Raises:
+            ValueError: configured shards fewer than the processes (several
+                processes would read the same records).
+        """
+        index, count = process_index(), process_count()
+        if self.shard_count is None:
+            return index, count
+        if self.shard_count < count:
+            raise ValueError(
+                f"data.pipeline.shard_count={self.shard_count} is fewer than "
+                f"the {count} processes of the run: processes would read the "
+                "same records. Leave shard_index and shard_count unset (each "
+                "process then reads its own shard), or set at least one "
+                "shard per process."
+            )
+        return self.shard_index, self.shard_count
 
     @property
     def patch_grid_size(self):

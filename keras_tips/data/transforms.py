@@ -1,4 +1,5 @@
-"""Image augmentations: DINO-style multi-crop, and the evaluation transform.
+"""Image augmentations: DINO-style multi-crop with a caption-paired crop, and
+the evaluation transform.
 
 All operations work on 8-bit PIL images, as the reference DINO recipe does
 (torchvision's PIL path), and return float32 arrays in [0, 1]. Every random
@@ -9,6 +10,7 @@ augmentation is a pure function of the pipeline seed and its index.
 import dataclasses
 import math
 import re
+import typing
 
 import numpy as np
 from PIL import Image
@@ -30,35 +32,47 @@ _SWAPPED = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class AugmentationConfig:
-    """Probabilities and strengths of the multi-crop augmentations.
+def _check_range(name, values, upper=None):
+    low, high = values
+    if not 0 < low <= high or (upper is not None and high > upper):
+        bound = f" <= {upper}" if upper is not None else ""
+        raise ValueError(
+            f"`{name}` must satisfy 0 < min <= max{bound}. Received: {values}"
+        )
 
-    Defaults follow DINO / DINOv2 (single global crop: its blur and solarize
-    probabilities are the mean of DINO's two global crops).
+
+@dataclasses.dataclass(frozen=True)
+class CropAugmentation:
+    """How one kind of crop is cut and distorted.
+
+    A crop is an Inception-style random resized crop (`scale`,
+    `aspect_ratio`), then, each with its own probability, a horizontal flip,
+    colour jitter (brightness, contrast, saturation and hue in a random
+    order), grayscale, Gaussian blur and solarisation, in that order (DINO's
+    order).
 
     Attributes:
-        global_crop_scale: (min, max) area fraction of a global crop.
-        local_crop_scale: (min, max) area fraction of a local crop.
-        crop_aspect_ratio: (min, max) width / height of crops (log-uniform).
+        scale: (min, max) area fraction of the image the crop covers.
+        aspect_ratio: (min, max) width / height of the crop (log-uniform).
         flip_probability: horizontal flip.
         color_jitter_probability: probability of colour jitter.
         brightness, contrast, saturation: jitter strengths (factor drawn
             uniformly in [1 - s, 1 + s]).
         hue: hue jitter, a shift in [-hue, hue] of the colour circle.
         grayscale_probability: random grayscale.
-        global_blur_probability, local_blur_probability: Gaussian blur.
+        blur_probability: Gaussian blur.
         blur_sigma: (min, max) blur sigma in pixels of a 224 px crop.
-        global_solarize_probability, local_solarize_probability: solarize.
+        solarize_probability: solarisation.
         solarize_threshold: int in [0, 255].
-        swap_left_right_on_flip: bool. When the global crop is flipped,
-            "left" and "right" are swapped in its captions so spatial
-            captions stay true.
+
+    Example:
+    ```python
+    captioned = CropAugmentation.resize_crop(scale=(0.9, 1.0), flip_probability=0.5)
+    ```
     """
 
-    global_crop_scale: tuple = (0.32, 1.0)
-    local_crop_scale: tuple = (0.05, 0.32)
-    crop_aspect_ratio: tuple = (3 / 4, 4 / 3)
+    scale: tuple = (0.32, 1.0)
+    aspect_ratio: tuple = (3 / 4, 4 / 3)
     flip_probability: float = 0.5
     color_jitter_probability: float = 0.8
     brightness: float = 0.4
@@ -66,28 +80,22 @@ class AugmentationConfig:
     saturation: float = 0.2
     hue: float = 0.1
     grayscale_probability: float = 0.2
-    global_blur_probability: float = 0.55
-    local_blur_probability: float = 0.5
+    blur_probability: float = 0.0
     blur_sigma: tuple = (0.1, 2.0)
-    global_solarize_probability: float = 0.1
-    local_solarize_probability: float = 0.0
+    solarize_probability: float = 0.0
     solarize_threshold: int = 128
-    swap_left_right_on_flip: bool = True
 
     def __post_init__(self):
-        for name in ("global_crop_scale", "local_crop_scale"):
-            low, high = getattr(self, name)
-            if not 0 < low <= high <= 1:
+        for name in ("scale", "aspect_ratio", "blur_sigma"):
+            value = getattr(self, name)
+            if not isinstance(value, (tuple, list)) or len(value) != 2:
                 raise ValueError(
-                    f"`{name}` must satisfy 0 < min <= max <= 1. "
-                    f"Received: {getattr(self, name)}"
+                    f"`{name}` must be a (min, max) pair. Received: {value!r}"
                 )
-        low, high = self.crop_aspect_ratio
-        if not 0 < low <= high:
-            raise ValueError(
-                f"`crop_aspect_ratio` must satisfy 0 < min <= max. Received: "
-                f"{self.crop_aspect_ratio}"
-            )
+            object.__setattr__(self, name, tuple(float(v) for v in value))
+        _check_range("scale", self.scale, upper=1.0)
+        _check_range("aspect_ratio", self.aspect_ratio)
+        _check_range("blur_sigma", self.blur_sigma)
         for field in dataclasses.fields(self):
             if field.name.endswith("probability"):
                 value = getattr(self, field.name)
@@ -95,19 +103,127 @@ class AugmentationConfig:
                     raise ValueError(
                         f"`{field.name}` must be in [0, 1]. Received: {value}"
                     )
+        if not 0 <= self.solarize_threshold <= 255:
+            raise ValueError(
+                "`solarize_threshold` must be in [0, 255]. Received: "
+                f"{self.solarize_threshold}"
+            )
 
     @classmethod
-    def none(cls):
-        """Crops and resizes only: no flip, colour, blur or solarize."""
+    def resize_crop(
+        cls, scale=(1.0, 1.0), aspect_ratio=(3 / 4, 4 / 3), flip_probability=0.0
+    ):
+        """A crop with no photometric change: cut, resize, maybe flip."""
         return cls(
-            flip_probability=0.0,
+            scale=scale,
+            aspect_ratio=aspect_ratio,
+            flip_probability=flip_probability,
             color_jitter_probability=0.0,
             grayscale_probability=0.0,
-            global_blur_probability=0.0,
-            local_blur_probability=0.0,
-            global_solarize_probability=0.0,
-            local_solarize_probability=0.0,
+            blur_probability=0.0,
+            solarize_probability=0.0,
         )
+
+    @property
+    def photometric(self):
+        """Whether the crop's colours or sharpness may change."""
+        return (
+            self.color_jitter_probability > 0
+            or self.grayscale_probability > 0
+            or self.blur_probability > 0
+            or self.solarize_probability > 0
+        )
+
+
+# DINOv2's crops (`dinov2/data/augmentations.py`). DINOv2 has two global
+# crops, one always blurred and one blurred with probability 0.1 and
+# solarised with 0.2; the single global crop here uses their means.
+DINO_GLOBAL_CROP = CropAugmentation(
+    scale=(0.32, 1.0), blur_probability=0.55, solarize_probability=0.1
+)
+DINO_LOCAL_CROP = CropAugmentation(scale=(0.05, 0.32), blur_probability=0.5)
+# The crop paired with the captions: open_clip's training crop (a random
+# resized crop of 90-100 % of the image, no colour change), plus a flip whose
+# left/right is swapped in the captions (`swap_left_right_on_flip`), so
+# "red", "grayscale photo" and "on the left" stay true of the pixels.
+CAPTIONED_CROP = CropAugmentation.resize_crop(
+    scale=(0.9, 1.0), flip_probability=0.5
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentationConfig:
+    """Augmentation of each kind of crop.
+
+    Three kinds of crop are made from each image, each with its own
+    `CropAugmentation`:
+
+    * `contrastive_crop`: the view the contrastive loss pairs with the
+      captions (batch key `"contrastive_images"`, at the global crop's
+      size). No photometric change by default, so that captions naming
+      colours, objects or positions stay true. None (the default, so that
+      a pipeline configured before this view existed makes the same
+      batches): no separate view; the contrastive loss uses the global
+      crop (the TIPS paper's single global crop) and the captions follow
+      the global crop's flip. `recipes/tips_b14_webli.py` sets
+      `CAPTIONED_CROP`.
+    * `global_crop`: the self-distillation teacher's view and the masked
+      student's view (`"global_images"`): DINO's photometric stack.
+    * `local_crop`: the student's small views for self-distillation
+      (`"local_images"`): DINO's photometric stack.
+
+    Attributes:
+        contrastive_crop: `CropAugmentation` or None.
+        global_crop: `CropAugmentation`.
+        local_crop: `CropAugmentation`.
+        swap_left_right_on_flip: bool. When the crop paired with the captions
+            is flipped, "left" and "right" are swapped in its captions.
+
+    Example:
+    ```python
+    config = AugmentationConfig(
+        local_crop=dataclasses.replace(DINO_LOCAL_CROP, scale=(0.1, 0.4))
+    )
+    ```
+    """
+
+    contrastive_crop: CropAugmentation | None = None
+    global_crop: CropAugmentation = DINO_GLOBAL_CROP
+    local_crop: CropAugmentation = DINO_LOCAL_CROP
+    swap_left_right_on_flip: bool = True
+
+    def __post_init__(self):
+        # Nested settings may arrive as dicts (JSON, `--set` literals).
+        for name in ("contrastive_crop", "global_crop", "local_crop"):
+            value = getattr(self, name)
+            if value is None and name == "contrastive_crop":
+                continue
+            if isinstance(value, dict):
+                object.__setattr__(self, name, CropAugmentation(**value))
+            elif not isinstance(value, CropAugmentation):
+                raise ValueError(
+                    f"`{name}` must be a CropAugmentation (or a dict of its "
+                    f"fields){' or None' if name == 'contrastive_crop' else ''}"
+                    f". Received: {value!r}"
+                )
+
+    @classmethod
+    def none(cls, separate_contrastive_crop=True):
+        """Crops and resizes only: no flip, colour, blur or solarize (each
+        kind keeps its default scale)."""
+        return cls(
+            contrastive_crop=(
+                _without_changes(CAPTIONED_CROP)
+                if separate_contrastive_crop
+                else None
+            ),
+            global_crop=_without_changes(DINO_GLOBAL_CROP),
+            local_crop=_without_changes(DINO_LOCAL_CROP),
+        )
+
+
+def _without_changes(crop):
+    return CropAugmentation.resize_crop(crop.scale, crop.aspect_ratio)
 
 
 def sample_crop_box(height, width, scale, aspect_ratio, rng, attempts=10):
@@ -172,7 +288,8 @@ def adjust_hue(image, shift):
 
 
 def color_jitter(image, config, rng):
-    """Brightness, contrast, saturation and hue jitter, in a random order."""
+    """Brightness, contrast, saturation and hue jitter, in a random order
+    (strengths from `config`, a `CropAugmentation`)."""
     operations = []
     if config.brightness > 0:
         factor = rng.uniform(
@@ -206,49 +323,83 @@ def to_float_array(image):
     return np.asarray(image, dtype=np.float32) * np.float32(1.0 / 255.0)
 
 
-def augment_crop(
-    image, box, size, config, blur_probability, solarize_probability, rng
-):
-    """Crops `box`, resizes to `size` and applies the photometric augmentations.
+def augment_crop(image, box, size, crop, rng):
+    """Cuts `box`, resizes it to `size` and applies `crop`'s augmentations.
+
+    Each augmentation's uniform draw is made whether or not its probability
+    is zero, so an example's other draws do not depend on it.
 
     Args:
         image: RGB PIL image.
         box: `(left, top, width, height)`.
         size: int. Output side.
-        config: `AugmentationConfig`.
-        blur_probability, solarize_probability: floats for this crop type.
+        crop: `CropAugmentation`.
         rng: `np.random.Generator`.
 
     Returns:
-        `(crop, flipped)`: float32 (size, size, 3) in [0, 1] and whether it
+        `(pixels, flipped)`: float32 (size, size, 3) in [0, 1] and whether it
         was flipped horizontally.
     """
     left, top, width, height = box
-    crop = image.resize(
+    pixels = image.resize(
         (size, size),
         Image.Resampling.BICUBIC,
         box=(left, top, left + width, top + height),
     )
-    flipped = bool(rng.random() < config.flip_probability)
+    flipped = bool(rng.random() < crop.flip_probability)
     if flipped:
-        crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    if rng.random() < config.color_jitter_probability:
-        crop = color_jitter(crop, config, rng)
-    if rng.random() < config.grayscale_probability:
-        crop = crop.convert("L").convert("RGB")
-    if rng.random() < blur_probability:
-        sigma = rng.uniform(*config.blur_sigma) * size / BLUR_REFERENCE_SIZE
-        crop = crop.filter(ImageFilter.GaussianBlur(radius=sigma))
-    if rng.random() < solarize_probability:
-        crop = ImageOps.solarize(crop, threshold=config.solarize_threshold)
-    return to_float_array(crop), flipped
+        pixels = pixels.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if rng.random() < crop.color_jitter_probability:
+        pixels = color_jitter(pixels, crop, rng)
+    if rng.random() < crop.grayscale_probability:
+        pixels = pixels.convert("L").convert("RGB")
+    if rng.random() < crop.blur_probability:
+        sigma = rng.uniform(*crop.blur_sigma) * size / BLUR_REFERENCE_SIZE
+        pixels = pixels.filter(ImageFilter.GaussianBlur(radius=sigma))
+    if rng.random() < crop.solarize_probability:
+        pixels = ImageOps.solarize(pixels, threshold=crop.solarize_threshold)
+    return to_float_array(pixels), flipped
+
+
+def random_crop(image, size, crop, rng):
+    """A random resized crop of `image` with `crop`'s augmentations.
+
+    Returns:
+        `(pixels, flipped)` as `augment_crop`.
+    """
+    width, height = image.size
+    box = sample_crop_box(height, width, crop.scale, crop.aspect_ratio, rng)
+    return augment_crop(image, box, size, crop, rng)
+
+
+class MultiCrop(typing.NamedTuple):
+    """The crops of one image (see `MultiCropTransform`).
+
+    Attributes:
+        global_crop: float32 (G, G, 3) in [0, 1].
+        local_crops: float32 (N, S, S, 3).
+        contrastive_crop: float32 (G, G, 3), or None when the contrastive
+            loss uses the global crop.
+        captions_flipped: bool. Whether the crop paired with the captions
+            (the contrastive crop, else the global crop) was flipped.
+    """
+
+    global_crop: np.ndarray
+    local_crops: np.ndarray
+    contrastive_crop: np.ndarray | None
+    captions_flipped: bool
 
 
 class MultiCropTransform:
-    """DINO-style multi-crop: one global crop and `local_crop_count` locals.
+    """DINO-style multi-crop, and the crop paired with the captions.
+
+    One global crop, `local_crop_count` local crops and, when
+    `config.contrastive_crop` is set, a separate contrastive crop of the
+    global crop's size, each augmented as its kind says. The random draws
+    come in that order: global, locals, contrastive.
 
     Args:
-        global_size: int. Side of the global crop.
+        global_size: int. Side of the global (and contrastive) crop.
         local_crop_count: int. Number of local crops (0 for none).
         local_size: int. Side of the local crops.
         config: `AugmentationConfig`.
@@ -256,8 +407,9 @@ class MultiCropTransform:
     Example:
     ```python
     transform = MultiCropTransform(224, 6, 98)
-    global_crop, local_crops, flipped = transform(rgb, np.random.default_rng(0))
-    # (224, 224, 3), (6, 98, 98, 3) float32 in [0, 1]
+    crops = transform(rgb, np.random.default_rng(0))
+    crops.global_crop.shape, crops.local_crops.shape  # (224, 224, 3), (6, 98, 98, 3)
+    crops.contrastive_crop.shape  # (224, 224, 3)
     ```
     """
 
@@ -277,51 +429,28 @@ class MultiCropTransform:
             rng: `np.random.Generator`.
 
         Returns:
-            `(global_crop, local_crops, global_flipped)`: float32
-            (G, G, 3), float32 (N, S, S, 3) and a bool.
+            A `MultiCrop`.
         """
         if not isinstance(image, Image.Image):
             image = Image.fromarray(np.asarray(image, dtype=np.uint8), "RGB")
         config = self.config
-        width, height = image.size
-        box = sample_crop_box(
-            height,
-            width,
-            config.global_crop_scale,
-            config.crop_aspect_ratio,
-            rng,
-        )
-        global_crop, flipped = augment_crop(
-            image,
-            box,
-            self.global_size,
-            config,
-            config.global_blur_probability,
-            config.global_solarize_probability,
-            rng,
+        global_crop, global_flipped = random_crop(
+            image, self.global_size, config.global_crop, rng
         )
         local_crops = np.empty(
             (self.local_crop_count, self.local_size, self.local_size, 3),
             np.float32,
         )
         for index in range(self.local_crop_count):
-            box = sample_crop_box(
-                height,
-                width,
-                config.local_crop_scale,
-                config.crop_aspect_ratio,
-                rng,
+            local_crops[index], _ = random_crop(
+                image, self.local_size, config.local_crop, rng
             )
-            local_crops[index], _ = augment_crop(
-                image,
-                box,
-                self.local_size,
-                config,
-                config.local_blur_probability,
-                config.local_solarize_probability,
-                rng,
-            )
-        return global_crop, local_crops, flipped
+        if config.contrastive_crop is None:
+            return MultiCrop(global_crop, local_crops, None, global_flipped)
+        contrastive_crop, flipped = random_crop(
+            image, self.global_size, config.contrastive_crop, rng
+        )
+        return MultiCrop(global_crop, local_crops, contrastive_crop, flipped)
 
 
 class EvalTransform:

@@ -1,13 +1,22 @@
-"""`pretrain`: a whole, resumable TIPS pretraining run from a recipe.
+"""`pretrain`: a whole, resumable TIPS pretraining run from a recipe, on one
+process or several.
 
 files -> grain pipeline -> `TIPSPretrainer.fit` -> atomic checkpoints ->
 exported `TIPSModel` preset. Each "epoch" of `fit` is one logging window
 (`train.log_every_steps`, by default the checkpoint interval), so Keras'
 epoch logs are the window means that `history.jsonl`, `CSVLogger` and
 `TensorBoard` record; a checkpoint is saved every interval. A run that is
-killed and started again with the same command restores the latest complete
+killed and started again with the same command restores the newest intact
 checkpoint (weights, teacher, centres, optimizer, step) and the data
 iterator state, and continues on the next unseen batch.
+
+Several processes (hosts) run the same command on one shared output
+directory (see `keras_tips.training.distribution.initialize_processes`).
+Each reads its own shard of the data, feeds its slice of every global
+batch, and writes its own data position at every checkpoint
+(`checkpoints/data_process_{i}/`); process 0 alone writes the weights
+checkpoints, the logs, `recipe.json` and the exported preset. On resume
+every process restores the same checkpoint and its own position.
 """
 
 import contextlib
@@ -22,9 +31,15 @@ import os
 import keras
 
 from keras_tips.atomic_files import write_atomically
+from keras_tips.backend.processes import check_processes_agree
+from keras_tips.backend.processes import sync_processes
 from keras_tips.errors import CheckpointError
+from keras_tips.training import distribution as distribution_lib
 from keras_tips.training.checkpoint import PeriodicCheckpoint
-from keras_tips.training.checkpoint import restore_checkpoint
+from keras_tips.training.checkpoint import find_intact_checkpoint
+from keras_tips.training.checkpoint import load_checkpoint
+from keras_tips.training.checkpoint import read_data_position
+from keras_tips.training.checkpoint import save_data_position
 from keras_tips.training.nonfinite import SkipNonFiniteUpdates
 from keras_tips.training.nonfinite import nonfinite_guard
 
@@ -39,20 +54,25 @@ def make_distribution(spec):
     """The `keras.distribution` of a `TrainConfig.distribution` string (None
     for "none"). It is applied as a scope around one run, so it does not leak
     into whatever the process does next."""
-    from keras_tips.training import distribution
-
     if spec in (None, "", "none"):
         return None
     if spec == "data_parallel":
-        dist = distribution.data_parallel()
-    elif spec.startswith("model_parallel:"):
-        dist = distribution.model_parallel(int(spec.split(":", 1)[1]))
-    else:
-        raise ValueError(
-            "train.distribution must be 'none', 'data_parallel' or "
-            f"'model_parallel:N'; received {spec!r}."
-        )
-    return dist
+        return distribution_lib.data_parallel()
+    if isinstance(spec, str) and spec.startswith("model_parallel:"):
+        size = spec.split(":", 1)[1]
+        if not size.isdigit() or int(size) < 1:
+            raise ValueError(
+                "train.distribution='model_parallel:N' needs N, the devices "
+                f"of one model replica, as a positive int; received {spec!r}."
+            )
+        try:
+            return distribution_lib.model_parallel(int(size))
+        except ValueError as error:
+            raise ValueError(f"train.distribution={spec!r}: {error}") from None
+    raise ValueError(
+        "train.distribution must be 'none', 'data_parallel' or "
+        f"'model_parallel:N'; received {spec!r}."
+    )
 
 
 def load_init_preset(recipe):
@@ -193,7 +213,19 @@ def initialize_from_preset(backbone, init_model, preset):
     backbone.set_weights(init_model.backbone.get_weights())
 
 
-def build_pretrainer(recipe, vocabulary_size, init_model=None):
+def build_recipe_optimizer(recipe):
+    """The recipe's optimizer (wrapped to skip non-finite updates when
+    `train.nonfinite="skip"`)."""
+    from keras_tips.training.optimizers import build_optimizer
+
+    recipe.resolve()
+    optimizer = build_optimizer(recipe.optimizer)
+    if recipe.train.nonfinite == "skip":
+        optimizer = SkipNonFiniteUpdates(optimizer)
+    return optimizer
+
+
+def build_pretrainer(recipe, vocabulary_size, init_model=None, optimizer=None):
     """Student backbone + TIPSPretrainer + compiled optimizer, from a
     recipe (resolved here if it is not yet: the position grid, the text
     length and the optimizer's schedule length follow their sources).
@@ -209,11 +241,15 @@ def build_pretrainer(recipe, vocabulary_size, init_model=None):
         vocabulary_size: int. The tokenizer's vocabulary size.
         init_model: the loaded `train.init_preset` (`load_init_preset`),
             to not load it again.
+        optimizer: optional optimizer (default:
+            `build_recipe_optimizer(recipe)`), for a caller that builds the
+            model where no variable may be given a value (the memory plan's
+            `keras.StatelessScope`; an optimizer sets its step counter when
+            it is made).
     """
     from keras_tips.models.tips_backbone import TIPSBackbone
     from keras_tips.models.tips_text_encoder import TIPSTextEncoder
     from keras_tips.models.tips_vision_encoder import TIPSVisionEncoder
-    from keras_tips.training.optimizers import build_optimizer
     from keras_tips.training.pretrainer import TIPSPretrainer
 
     recipe.resolve()
@@ -239,9 +275,8 @@ def build_pretrainer(recipe, vocabulary_size, init_model=None):
         backbone.vision_encoder.trainable = False
     if train.lock_text:
         backbone.text_encoder.trainable = False
-    optimizer = build_optimizer(recipe.optimizer)
-    if recipe.train.nonfinite == "skip":
-        optimizer = SkipNonFiniteUpdates(optimizer)
+    if optimizer is None:
+        optimizer = build_recipe_optimizer(recipe)
     pretrainer.compile(optimizer=optimizer, jit_compile=recipe.train.jit_compile)
     return pretrainer
 
@@ -299,10 +334,11 @@ class _HistoryWriter(keras.callbacks.Callback):
 
 class _IntervalCheckpoint(PeriodicCheckpoint):
     """A `PeriodicCheckpoint` that saves at the end of every
-    `windows_per_checkpoint`-th epoch (each epoch is one logging window)."""
+    `windows_per_checkpoint`-th epoch (each epoch is one logging window);
+    other keyword arguments go to `PeriodicCheckpoint`."""
 
-    def __init__(self, directory, state_fn, windows_per_checkpoint):
-        super().__init__(directory, state_fn)
+    def __init__(self, directory, windows_per_checkpoint, **kwargs):
+        super().__init__(directory, **kwargs)
         self.windows_per_checkpoint = windows_per_checkpoint
 
     def on_epoch_end(self, epoch, logs=None):
@@ -378,7 +414,11 @@ def read_history(output_dir):
 def pretrain(recipe, output_dir, verbose="auto", callbacks=None):
     """Runs (or resumes) a pretraining recipe and exports the student.
 
-    The recipe's `train.distribution` applies inside this call only.
+    When several processes are configured (see
+    `keras_tips.training.distribution.initialize_processes`), they are
+    started first; every process runs this with the same recipe and the
+    same, shared `output_dir`. The recipe's `train.distribution` applies
+    inside this call only.
 
     Args:
         recipe: a validated `PretrainRecipe`.
@@ -386,12 +426,21 @@ def pretrain(recipe, output_dir, verbose="auto", callbacks=None):
             `train.csv_log`, `history.csv`; with `train.tensorboard`,
             `tensorboard/`), `recipe.json` and, at the end, the student
             preset in `preset/`.
-        verbose: `fit` verbosity.
+        verbose: `fit` verbosity (of process 0; the others are quiet).
         callbacks: optional list of extra Keras callbacks for `fit` (e.g. a
             progress bar).
 
     Returns:
         The trained `TIPSPretrainer`.
+
+    Raises:
+        ValueError: before anything is built, for a placement the processes
+            and devices cannot follow (a per-process batch the devices do
+            not divide, a model-parallel size that does not divide the
+            devices, a process id out of range, fewer data shards than
+            processes).
+        CheckpointError: no intact checkpoint to resume from, or one of
+            another configuration.
     """
     recipe.validate()
     if recipe.train.tensorboard and importlib.util.find_spec("tensorboard") is None:
@@ -399,26 +448,47 @@ def pretrain(recipe, output_dir, verbose="auto", callbacks=None):
             "train.tensorboard writes TensorBoard logs, which needs the "
             "tensorboard package: pip install 'keras-tips[tensorboard]'."
         )
+    process, processes = distribution_lib.initialize_processes()
     dist = make_distribution(recipe.train.distribution)
+    distribution_lib.check_placement(dist, recipe.data.pipeline.batch_size)
+    if processes > 1 and recipe.train.distribution.startswith("model_parallel"):
+        raise ValueError(
+            "train.distribution=model_parallel on several processes: the "
+            "weights would be split across processes, and this loop writes "
+            "checkpoints of weights that each process holds whole. Use "
+            "data_parallel across processes (or one process)."
+        )
+    recipe.data.pipeline.shard()  # Fewer shards than processes: refused now.
     with dist.scope() if dist is not None else contextlib.nullcontext():
-        return _pretrain(recipe, output_dir, verbose, list(callbacks or ()))
+        return _pretrain(
+            recipe, output_dir, verbose, list(callbacks or ()), process, processes
+        )
 
 
-def _pretrain(recipe, output_dir, verbose, callbacks):
+def _pretrain(recipe, output_dir, verbose, callbacks, process, processes):
     from keras_tips.models.tips_image_converter import TIPSImageConverter
     from keras_tips.models.tips_preprocessor import TIPSPreprocessor
 
+    writer = process == 0
     os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, "recipe.json"), "w", encoding="utf-8") as f:
-        json.dump(recipe.to_dict(), f, indent=1, default=str)
+    if writer:
+        write_atomically(
+            os.path.join(output_dir, "recipe.json"),
+            json.dumps(recipe.to_dict(), indent=1, default=str),
+        )
     keras.utils.set_random_seed(recipe.train.seed)
     init_model = load_init_preset(recipe)
     tokenizer = build_tokenizer(recipe, output_dir, init_model)
     pretrainer = build_pretrainer(recipe, tokenizer.vocabulary_size(), init_model)
     del init_model  # Its weights are in the student now.
     checkpoints = os.path.join(output_dir, "checkpoints")
-    state = restore_checkpoint(pretrainer, checkpoints)
-    step = 0 if state is None else int(state["step"])
+    found = find_intact_checkpoint(
+        checkpoints, lambda state: _data_position(checkpoints, state, processes)
+    )
+    step = 0 if found is None else int(found[1]["step"])
+    check_processes_agree(step, "the checkpoint step to resume from")
+    if found is not None:
+        load_checkpoint(pretrainer, *found)
     train = recipe.train
     interval, window = train.steps_per_checkpoint, train.log_every_steps
     if step % interval:
@@ -428,50 +498,95 @@ def _pretrain(recipe, output_dir, verbose, callbacks):
             "was started with, or start a new output directory."
         )
     history = os.path.join(output_dir, HISTORY_FILE)
-    _truncate_history(history, step)
-    # History first: a kill between it and the checkpoint leaves a record
-    # newer than the checkpoint, dropped on resume; the other order could
-    # lose the record of a saved interval.
-    loggers = [_HistoryWriter(history)]
-    if train.csv_log:
-        path = os.path.join(output_dir, CSV_LOG_FILE)
-        _truncate_csv_log(path, step // window)
-        loggers.append(keras.callbacks.CSVLogger(path, append=True))
-    if train.tensorboard:
-        loggers.append(
-            keras.callbacks.TensorBoard(
-                os.path.join(output_dir, TENSORBOARD_DIR),
-                update_freq="epoch",
-                write_graph=False,
+    loggers = []
+    if writer:
+        _truncate_history(history, step)
+        # History first: a kill between it and the checkpoint leaves a record
+        # newer than the checkpoint, dropped on resume; the other order could
+        # lose the record of a saved interval.
+        loggers.append(_HistoryWriter(history))
+        if train.csv_log:
+            path = os.path.join(output_dir, CSV_LOG_FILE)
+            _truncate_csv_log(path, step // window)
+            loggers.append(keras.callbacks.CSVLogger(path, append=True))
+        if train.tensorboard:
+            loggers.append(
+                keras.callbacks.TensorBoard(
+                    os.path.join(output_dir, TENSORBOARD_DIR),
+                    update_freq="epoch",
+                    write_graph=False,
+                )
             )
-        )
+    keep = train.keep_checkpoints
     pipeline = build_pipeline(recipe, tokenizer)
     try:
-        if state is not None:
-            pipeline.set_state(state["extra"]["data"])
+        if found is not None:
+            pipeline.set_state(
+                _data_position(checkpoints, found[1], processes, process)
+            )
             logger.info("Resumed from step %d.", step)
         if step < train.total_steps:
             batches = _TrackedBatches(pipeline, step)
+
+            def save_position(saved_step):
+                # Every process's position is on disk before process 0
+                # publishes the weights of the same step.
+                save_data_position(
+                    checkpoints, saved_step, batches.state_for(saved_step),
+                    process, keep,
+                )
+                sync_processes(f"data positions of step {saved_step}")
+
             pretrainer.fit(
                 iter(batches),
                 steps_per_epoch=window,
                 epochs=train.total_steps // window,
                 initial_epoch=step // window,
-                verbose=verbose,
+                verbose=verbose if writer else 0,
                 callbacks=[
                     nonfinite_guard(train.nonfinite),
                     *loggers,
                     _IntervalCheckpoint(
                         checkpoints,
-                        lambda s: {"data": batches.state_for(s)},
                         interval // window,
+                        keep=keep,
+                        before_save=save_position,
+                        writes_weights=writer,
                     ),
                 ]
                 + callbacks,
             )
     finally:
         pipeline.close()
-    size = recipe.data.image_size
-    preprocessor = TIPSPreprocessor(tokenizer, TIPSImageConverter((size, size)))
-    pretrainer.export_student(os.path.join(output_dir, "preset"), preprocessor)
+    if writer:
+        size = recipe.data.image_size
+        preprocessor = TIPSPreprocessor(tokenizer, TIPSImageConverter((size, size)))
+        with distribution_lib.outside_distribution():
+            pretrainer.export_student(os.path.join(output_dir, "preset"), preprocessor)
+    sync_processes("preset exported")
     return pretrainer
+
+
+def _data_position(checkpoints, state, processes, process=None):
+    """The data position of `process` saved with a checkpoint; without a
+    `process`, checks that every process's is there.
+
+    Checkpoints written before positions were kept per process hold the
+    single process's position in their state (`extra["data"]`).
+
+    Raises:
+        CheckpointError: a position is missing or damaged.
+    """
+    step = state["step"]
+    legacy = state.get("extra", {}).get("data")
+    targets = range(processes) if process is None else [process]
+    position = None
+    for index in targets:
+        try:
+            position = read_data_position(checkpoints, step, index)
+        except CheckpointError:
+            if processes == 1 and legacy is not None:
+                position = legacy
+                continue
+            raise
+    return position

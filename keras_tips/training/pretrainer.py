@@ -53,6 +53,8 @@ class TIPSPretrainer(keras.Model):
     """Pretrains a TIPS backbone with the full TIPS objective.
 
     `fit` takes batches (dicts) with `"global_images"` (B, G, G, 3) in [0, 1],
+    optional `"contrastive_images"` (B, G, G, 3) (the crop paired with the
+    captions; without it the contrastive loss uses the global crop),
     optional `"local_images"` (B, L, S, S, 3), `"patch_mask"` (B, N) bool,
     `"web_token_ids"` / `"web_padding_mask"` and `"synthetic_token_ids"` /
     `"synthetic_padding_mask"` (B, T), and optional `"has_web"` /
@@ -113,9 +115,11 @@ class TIPSPretrainer(keras.Model):
         center_momentum: float (0.9).
         centering: `"centering"` (momentum centre) or `"sinkhorn_knopp"`.
         contrastive_view: `"unmasked"`: the contrastive loss sees the whole
-            global crop (one more student pass when a patch mask is given);
+            global crop, or the batch's `"contrastive_images"` when it has
+            them (one more student pass when a patch mask is given);
             `"masked"`: it reuses the masked pass of the iBOT loss (cheaper,
-            but a masked-out object can contradict its caption).
+            but a masked-out object can contradict its caption; a batch with
+            `"contrastive_images"` is refused).
         self_distillation_start_step: int. The distillation and masking
             terms join the loss at this step (0: from the first step).
             Before it they are still computed and logged, the teacher and
@@ -482,13 +486,18 @@ class TIPSPretrainer(keras.Model):
         Returns:
             `{"masked": ..., "contrastive": ...}` encoder outputs: the pass
             with the patch mask (iBOT), and the one the contrastive loss and
-            KoLeo see: unmasked (one more pass when a mask is given) or, with
+            KoLeo see: the batch's `"contrastive_images"` when it has them
+            (the crop paired with the captions), else the unmasked global
+            crop (one more pass when a mask is given) or, with
             `contrastive_view="masked"`, the masked one.
         """
         student = self.backbone.vision_encoder
         images = batch["global_images"]
         patch_mask = batch.get("patch_mask")
         masked = student(images, patch_mask=patch_mask, training=training)
+        if "contrastive_images" in batch:
+            contrastive = student(batch["contrastive_images"], training=training)
+            return {"masked": masked, "contrastive": contrastive}
         if self.contrastive_view == "unmasked" and patch_mask is not None:
             unmasked = student(images, training=training)
             return {"masked": masked, "contrastive": unmasked}
@@ -664,6 +673,26 @@ class TIPSPretrainer(keras.Model):
                 "Self-distillation needs local crops: the batch has no "
                 "'local_images'. Set the pipeline's local_crop_count > 0, or "
                 "distill_weight=0."
+            )
+        if self.contrastive_view == "masked" and "contrastive_images" in batch:
+            raise ValueError(
+                "The batch has 'contrastive_images' (a separate crop for the "
+                "contrastive loss) but contrastive_view='masked' reuses the "
+                "masked global crop. Use contrastive_view='unmasked', or set "
+                "the pipeline's augmentation.contrastive_crop=None."
+            )
+        if (
+            self.uses_teacher
+            and self.teacher == "heads_only"
+            and self.teacher_pass == "shared"
+            and "contrastive_images" in batch
+        ):
+            raise ValueError(
+                "The batch has 'contrastive_images' (a separate crop for the "
+                "contrastive loss) but teacher_pass='shared' takes the "
+                "teacher's targets from that pass, which would not be the "
+                "crop the masked student sees. Use teacher_pass='separate', "
+                "or set the pipeline's augmentation.contrastive_crop=None."
             )
         if self.mask_weight > 0 and "patch_mask" not in batch:
             raise ValueError(

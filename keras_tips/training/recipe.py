@@ -246,6 +246,9 @@ class TrainConfig:
             no drop-path in it (a frozen tower still runs in training
             mode).
         lock_text: bool. Freeze the text tower; needs `init_preset`.
+        keep_checkpoints: int >= 2. Checkpoints kept on disk; a resumed run
+            starts from the newest intact one, so a damaged checkpoint costs
+            one interval instead of the run.
     """
 
     total_steps: int = 1000
@@ -260,6 +263,7 @@ class TrainConfig:
     init_preset: str | None = None
     lock_image: bool = False
     lock_text: bool = False
+    keep_checkpoints: int = 3
 
 
 @dataclasses.dataclass
@@ -459,10 +463,41 @@ class PretrainRecipe:
                 f"train.steps_per_checkpoint ({self.train.steps_per_checkpoint}) "
                 f"must divide train.total_steps ({self.train.total_steps})."
             )
+        keep = self.train.keep_checkpoints
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 2:
+            raise ValueError(
+                "train.keep_checkpoints must be an int >= 2 (with one, a "
+                f"damaged checkpoint would end the run). Received: {keep!r}"
+            )
         if self.train.nonfinite not in ("stop", "skip"):
             raise ValueError(
                 "train.nonfinite must be 'stop' or 'skip'; received "
                 f"{self.train.nonfinite!r}."
+            )
+        augmentation = self.data.pipeline.augmentation
+        if (
+            self.objective.contrastive_view == "masked"
+            and augmentation.contrastive_crop is not None
+        ):
+            raise ValueError(
+                "objective.contrastive_view='masked' trains the contrastive "
+                "loss on the masked global crop, but "
+                "data.pipeline.augmentation.contrastive_crop makes a separate "
+                "crop for it. Set data.pipeline.augmentation.contrastive_crop"
+                "=None, or objective.contrastive_view='unmasked'."
+            )
+        if (
+            self.objective.teacher == "heads_only"
+            and self.objective.teacher_pass == "shared"
+            and augmentation.contrastive_crop is not None
+        ):
+            raise ValueError(
+                "objective.teacher_pass='shared' takes the teacher's targets "
+                "from the contrastive pass, but "
+                "data.pipeline.augmentation.contrastive_crop makes that pass "
+                "a different crop from the one the masked student sees. Set "
+                "objective.teacher_pass='separate', or "
+                "data.pipeline.augmentation.contrastive_crop=None."
             )
         if self.data.source not in ("shapes", "jsonl", "array_record"):
             raise ValueError(

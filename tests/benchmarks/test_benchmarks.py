@@ -107,3 +107,59 @@ def test_benchmarks_measure_the_recipe():
 def test_run_all_header_names_machine_and_versions():
     text = "\n".join(run_all.header(False, ["jax"], 90.0))
     assert "logical cores" in text and "keras " in text and "1.5 min" in text
+
+
+def test_device_peaks_are_looked_up_by_name():
+    assert train_step.device_peak_flops("NVIDIA H100 80GB HBM3")[0] == 989e12
+    assert train_step.device_peak_flops("NVIDIA H100 PCIe")[0] == 756e12
+    assert train_step.device_peak_flops("NVIDIA H200")[0] == 989e12
+    assert train_step.device_peak_flops("NVIDIA A100-SXM4-80GB")[0] == 312e12
+    assert train_step.device_peak_flops("cpu") == (None, "unknown (pass --peak-tflops)")
+    assert train_step.device_peak_flops("cpu", 2.0)[0] == 2e12
+
+
+def _accelerator_result(remat, batch, rates):
+    return {"device_kind": "NVIDIA H200", "recipe": "tips_b14_webli", "dtype": "mixed_bfloat16",
+            "remat": remat, "per_device_batch": batch, "rates": rates, "warmup_seconds": 61.0,
+            "flops_per_image": {"total": 1e11}, "peak_bytes_in_use": 70e9}
+
+
+def test_accelerator_report_gives_mfu_against_the_device_peak():
+    results = [
+        _accelerator_result(False, 128, [3000.0, 3956.0, 4000.0]),
+        {"remat": True, "per_device_batch": 256, "error": "exit code 1: ...RESOURCE_EXHAUSTED: Out of memory"},
+    ]
+    markdown = train_step.accelerator_report(results)
+    assert "Device: NVIDIA H200; peak used for MFU: 989 TFLOP/s (H200 bf16 dense)." in markdown
+    # 3956 images/s x 0.1 TFLOP / 989 TFLOP/s = 40.0 %; 128 / 3956 s = 32 ms.
+    assert "| off | 128 | 3956.0 | 32 | 40.0 % | 70.0 | compile + warm-up 61 s |" in markdown
+    assert "| on | 256 | n/a | n/a | n/a | n/a | failed: out of device memory |" in markdown
+
+
+@pytest.mark.slow
+def test_accelerator_path_runs_on_the_cpu_at_tiny_sizes(tmp_path):
+    """The code path of `--accelerator` (bf16, remat on and off, a worker a
+    batch), on JAX's CPU device with the tiny recipe."""
+    import os
+    import subprocess
+    import sys
+
+    output = tmp_path / "accelerator.md"
+    env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (common.REPOSITORY_ROOT, env.get("PYTHONPATH")) if p)
+    command = [sys.executable, os.path.join(common.REPOSITORY_ROOT, "benchmarks", "train_step.py"),
+               "--accelerator", "--quick", "--recipe", common.TINY_SHAPES_RECIPE,
+               "--batches", "2", "--peak-tflops", "0.5", "--output", str(output)]
+    for item in ("model.dtype='mixed_bfloat16'", "model.vision.num_layers=1", "model.text.num_layers=1"):
+        command += ["--set", item]
+    result = subprocess.run(command, cwd=common.REPOSITORY_ROOT, env=env, capture_output=True,
+                            text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    markdown = output.read_text()
+    assert "Device: cpu; peak used for MFU: 0.5 TFLOP/s (given)." in markdown
+    assert "Recipe `tiny_shapes` (mixed_bfloat16)" in markdown
+    rows = [line for line in markdown.splitlines() if line.startswith(("| off |", "| on |"))]
+    assert len(rows) == 2 and not any("failed" in row for row in rows), markdown
+    for row in rows:
+        rate = float(row.split("|")[3])
+        assert rate > 0

@@ -55,7 +55,9 @@ def shapes_batch_fingerprints(num_batches=3):
     with PretrainingPipeline(source, config, tokenizer.tokenize_numpy) as pipeline:
         for _ in range(num_batches):
             batch = next(pipeline)
-            record = {key: array_fingerprint(batch[key]) for key in BATCH_KEYS}
+            record = {
+                key: array_fingerprint(batch[key]) for key in BATCH_KEYS if key in batch
+            }
             for key in ("web_caption", "synthetic_caption"):
                 record[key] = [str(text) for text in batch[key]]
             batches.append(record)

@@ -16,6 +16,7 @@ from keras_tips.data import PretrainingPipeline
 from keras_tips.data import ShapesDataset
 from keras_tips.data import block_patch_mask
 from keras_tips.data.pipeline import BATCH_KEYS
+from keras_tips.data.transforms import CAPTIONED_CROP
 from tests.data.conftest import SEQUENCE_LENGTH
 
 
@@ -78,6 +79,7 @@ def test_batch_contract(
         local_crop_count=local_count,
         local_image_size=local_size,
         mask=PatchMaskConfig(ratio=mask_ratio, mode=mask_mode),
+        augmentation=AugmentationConfig(contrastive_crop=CAPTIONED_CROP),
     )
     with PretrainingPipeline(shapes_source(), config, tokenizer) as pipeline:
         batches = take(pipeline, 3)
@@ -87,10 +89,11 @@ def test_batch_contract(
     )
     for batch in batches:
         assert set(batch) == expected_keys
-        images = batch["global_images"]
-        assert images.dtype == np.float32
-        assert images.shape == (batch_size, global_size, global_size, 3)
-        assert 0.0 <= images.min() and images.max() <= 1.0
+        for key in ("global_images", "contrastive_images"):
+            images = batch[key]
+            assert images.dtype == np.float32
+            assert images.shape == (batch_size, global_size, global_size, 3)
+            assert 0.0 <= images.min() and images.max() <= 1.0
         if local_count:
             local = batch["local_images"]
             assert local.dtype == np.float32
@@ -332,8 +335,8 @@ def test_eval_mode_resizes_and_centre_crops(tokenizer):
     assert not batch["synthetic_padding_mask"].any()
 
 
-def test_flipped_global_crop_swaps_left_and_right_in_captions(tokenizer):
-    source = InMemoryImageTextSource(
+def _left_right_source():
+    return InMemoryImageTextSource(
         [
             {
                 "image": np.zeros((16, 16, 3), np.uint8),
@@ -345,22 +348,49 @@ def test_flipped_global_crop_swaps_left_and_right_in_captions(tokenizer):
         ]
         * 2
     )
-    always_flip = AugmentationConfig.none()
-    always_flip = dataclasses.replace(always_flip, flip_probability=1.0)
+
+
+def _flip_only(augmentation, kind):
+    crop = getattr(augmentation, kind)
+    return dataclasses.replace(
+        augmentation, **{kind: dataclasses.replace(crop, flip_probability=1.0)}
+    )
+
+
+@pytest.mark.parametrize(
+    "separate, flipped_kind, swapped",
+    [
+        (True, "contrastive_crop", True),
+        (True, "global_crop", False),
+        (True, "local_crop", False),
+        (False, "global_crop", True),
+    ],
+)
+def test_captions_swap_left_and_right_with_their_crop(
+    tokenizer, separate, flipped_kind, swapped
+):
+    """Captions follow the flip of the crop they are paired with: the
+    contrastive crop, or the global crop when there is no separate one."""
+    augmentation = AugmentationConfig.none(separate_contrastive_crop=separate)
     config = PipelineConfig(
         batch_size=2,
         global_image_size=14,
-        local_crop_count=0,
-        augmentation=always_flip,
+        local_crop_count=1,
+        local_image_size=14,
+        augmentation=_flip_only(augmentation, flipped_kind),
         include_texts=True,
     )
-    with PretrainingPipeline(source, config, tokenizer) as pipeline:
+    with PretrainingPipeline(_left_right_source(), config, tokenizer) as pipeline:
         batch = next(pipeline)
-    assert list(batch["web_caption"]) == ["a red circle on the right"] * 2
-    assert (
-        list(batch["synthetic_caption"])
-        == ["a red circle in the top right, a square on the left"] * 2
-    )
+    assert ("contrastive_images" in batch) == separate
+    if swapped:
+        web = "a red circle on the right"
+        synthetic = "a red circle in the top right, a square on the left"
+    else:
+        web = "a red circle on the left"
+        synthetic = "a red circle in the top left, a square on the right"
+    assert list(batch["web_caption"]) == [web] * 2
+    assert list(batch["synthetic_caption"]) == [synthetic] * 2
 
 
 def test_config_and_tokenizer_errors(tokenizer):
@@ -376,9 +406,11 @@ def test_config_and_tokenizer_errors(tokenizer):
         PipelineConfig(shard_index=2, shard_count=2)
     with pytest.raises(ValueError, match="text_tokenizer"):
         PretrainingPipeline(shapes_source(), PipelineConfig(), None)
-    with pytest.raises(ValueError, match="fewer than"):
+    with pytest.raises(ValueError, match="both"):
+        PipelineConfig(shard_count=3)
+    with pytest.raises(ValueError, match="2 records, fewer than the 3 shards"):
         PretrainingPipeline(
-            text_source(2), PipelineConfig(shard_count=3), tokenizer
+            text_source(2), PipelineConfig(shard_index=0, shard_count=3), tokenizer
         )
 
     def wrong_shapes(texts):
@@ -410,3 +442,25 @@ def test_the_whole_mask_config_reaches_the_masker():
             8, 0.5, np.random.default_rng(3), min_block_patches=min_block_patches
         )
         assert np.array_equal(drawn, expected) == same
+
+
+def test_each_process_reads_its_own_shard_by_default(monkeypatch, tokenizer):
+    """Left unset, the shard is this process's index of the process count;
+    a configured split with fewer shards than processes is refused."""
+    from keras_tips.data import pipeline_config
+
+    monkeypatch.setattr(pipeline_config, "process_count", lambda: 2)
+    monkeypatch.setattr(pipeline_config, "process_index", lambda: 1)
+    config = PipelineConfig(
+        batch_size=3, global_image_size=14, local_crop_count=0,
+        shuffle=False, num_epochs=1, include_texts=True, drop_remainder=False,
+    )
+    assert config.shard() == (1, 2)
+    with PretrainingPipeline(text_source(6), config, tokenizer) as pipeline:
+        texts = [t for batch in pipeline for t in batch["synthetic_caption"]]
+    assert texts == ["record 1", "record 3", "record 5"]
+    assert dataclasses.replace(config, shard_index=3, shard_count=4).shard() == (3, 4)
+    with pytest.raises(ValueError, match="shard_count=1 is fewer than the 2 processes"):
+        dataclasses.replace(config, shard_index=0, shard_count=1).shard()
+    with pytest.raises(ValueError, match="fewer than the 2 shards"):
+        PretrainingPipeline(text_source(1), config, tokenizer)

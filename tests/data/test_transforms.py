@@ -9,12 +9,14 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from keras_tips.data import AugmentationConfig
+from keras_tips.data import CropAugmentation
 from keras_tips.data import EvalTransform
 from keras_tips.data import MultiCropTransform
 from keras_tips.data import PatchMaskConfig
 from keras_tips.data import PatchMasker
 from keras_tips.data import block_patch_mask
 from keras_tips.data import random_patch_mask
+from keras_tips.data.transforms import CAPTIONED_CROP
 from keras_tips.data.transforms import adjust_hue
 from keras_tips.data.transforms import sample_crop_box
 from keras_tips.data.transforms import swap_left_right
@@ -99,69 +101,125 @@ def test_multi_crop_shapes_ranges_and_determinism():
     image = np.random.default_rng(0).integers(
         0, 256, (50, 70, 3), dtype=np.uint8
     )
-    transform = MultiCropTransform(28, 3, 14)
+    transform = MultiCropTransform(
+        28, 3, 14, AugmentationConfig(contrastive_crop=CAPTIONED_CROP)
+    )
     first = transform(image, np.random.default_rng(5))
     again = transform(image, np.random.default_rng(5))
     other = transform(image, np.random.default_rng(6))
-    global_crop, local_crops, flipped = first
-    assert global_crop.shape == (28, 28, 3) and global_crop.dtype == np.float32
-    assert (
-        local_crops.shape == (3, 14, 14, 3) and local_crops.dtype == np.float32
-    )
-    assert 0 <= global_crop.min() and global_crop.max() <= 1
-    assert isinstance(flipped, bool)
-    np.testing.assert_array_equal(global_crop, again[0])
-    np.testing.assert_array_equal(local_crops, again[1])
-    assert not np.array_equal(global_crop, other[0])
+    assert first.global_crop.shape == (28, 28, 3)
+    assert first.contrastive_crop.shape == (28, 28, 3)
+    assert first.local_crops.shape == (3, 14, 14, 3)
+    for crop in (first.global_crop, first.local_crops, first.contrastive_crop):
+        assert crop.dtype == np.float32
+        assert 0 <= crop.min() and crop.max() <= 1
+    assert isinstance(first.captions_flipped, bool)
+    for name in ("global_crop", "local_crops", "contrastive_crop"):
+        np.testing.assert_array_equal(getattr(first, name), getattr(again, name))
+    assert not np.array_equal(first.global_crop, other.global_crop)
+
+
+def _whole_image(crop):
+    return dataclasses.replace(crop, scale=(1.0, 1.0), aspect_ratio=(1.0, 1.0))
 
 
 def test_full_crop_without_augmentation_is_a_resize():
     image = np.random.default_rng(0).integers(
         0, 256, (28, 28, 3), dtype=np.uint8
     )
+    config = AugmentationConfig.none()
     config = dataclasses.replace(
-        AugmentationConfig.none(),
-        global_crop_scale=(1.0, 1.0),
-        crop_aspect_ratio=(1.0, 1.0),
+        config,
+        global_crop=_whole_image(config.global_crop),
+        contrastive_crop=_whole_image(config.contrastive_crop),
     )
-    global_crop, _, flipped = MultiCropTransform(28, 0, 14, config)(
+    crops = MultiCropTransform(28, 0, 14, config)(
         image, np.random.default_rng(0)
     )
-    np.testing.assert_allclose(global_crop, image / 255.0, atol=1e-6)
-    assert not flipped
+    np.testing.assert_allclose(crops.global_crop, image / 255.0, atol=1e-6)
+    np.testing.assert_allclose(crops.contrastive_crop, image / 255.0, atol=1e-6)
+    assert not crops.captions_flipped
 
 
 @pytest.mark.parametrize(
     "name, changes",
     [
-        ("grayscale_probability", {"grayscale_probability": 1.0}),
-        ("solarize", {"global_solarize_probability": 1.0}),
+        ("grayscale", {"grayscale_probability": 1.0}),
+        ("solarize", {"solarize_probability": 1.0}),
         ("flip", {"flip_probability": 1.0}),
+        ("blur", {"blur_probability": 1.0, "blur_sigma": (8.0, 8.0)}),
+        ("colour", {"color_jitter_probability": 1.0}),
     ],
 )
-def test_each_augmentation_acts(name, changes):
+@pytest.mark.parametrize("kind", ["global_crop", "local_crop", "contrastive_crop"])
+def test_each_augmentation_acts_on_its_crop_kind_only(kind, name, changes):
     image = np.random.default_rng(0).integers(
         0, 256, (28, 28, 3), dtype=np.uint8
     )
-    config = dataclasses.replace(
-        AugmentationConfig.none(),
-        global_crop_scale=(1.0, 1.0),
-        crop_aspect_ratio=(1.0, 1.0),
-        **changes,
-    )
-    crop, _, flipped = MultiCropTransform(28, 0, 14, config)(
+    config = AugmentationConfig.none()
+    crops = {
+        k: _whole_image(getattr(config, k))
+        for k in ("global_crop", "local_crop", "contrastive_crop")
+    }
+    crops[kind] = dataclasses.replace(crops[kind], **changes)
+    config = dataclasses.replace(config, **crops)
+    result = MultiCropTransform(28, 1, 28, config)(
         image, np.random.default_rng(0)
     )
+    outputs = {
+        "global_crop": result.global_crop,
+        "local_crop": result.local_crops[0],
+        "contrastive_crop": result.contrastive_crop,
+    }
     values = image / 255.0
-    if name == "grayscale_probability":
+    for other, crop in outputs.items():
+        if other != kind:
+            np.testing.assert_allclose(crop, values, atol=1e-6, err_msg=other)
+    crop = outputs[kind]
+    if name == "grayscale":
         np.testing.assert_allclose(crop[..., 0], crop[..., 1])
         np.testing.assert_allclose(crop[..., 0], crop[..., 2])
     elif name == "solarize":
         expected = np.where(image >= 128, 255 - image, image) / 255.0
         np.testing.assert_allclose(crop, expected, atol=1e-6)
-    else:
-        assert flipped
+    elif name == "flip":
         np.testing.assert_allclose(crop, values[:, ::-1], atol=1e-6)
+    else:
+        assert np.abs(crop - values).max() > 0.05
+    # Captions follow the contrastive crop's flip, and no other.
+    assert result.captions_flipped == (name == "flip" and kind == "contrastive_crop")
+
+
+def test_without_a_contrastive_crop_captions_follow_the_global_crop():
+    image = np.random.default_rng(0).integers(
+        0, 256, (28, 28, 3), dtype=np.uint8
+    )
+    config = AugmentationConfig.none(separate_contrastive_crop=False)
+    config = dataclasses.replace(
+        config,
+        global_crop=dataclasses.replace(config.global_crop, flip_probability=1.0),
+    )
+    result = MultiCropTransform(28, 0, 14, config)(
+        image, np.random.default_rng(0)
+    )
+    assert result.contrastive_crop is None
+    assert result.captions_flipped
+
+
+def test_captioned_crop_keeps_colours_and_most_of_the_image():
+    """The caption-paired crop has no photometric change and a mild scale
+    range; the self-distillation crops keep DINO's photometric stack. By
+    default there is no separate caption-paired crop (the paper's one
+    global crop)."""
+    assert AugmentationConfig().contrastive_crop is None
+    config = AugmentationConfig(contrastive_crop=CAPTIONED_CROP)
+    contrastive = config.contrastive_crop
+    assert not contrastive.photometric
+    assert contrastive.scale[0] >= 0.9 and contrastive.flip_probability == 0.5
+    assert config.swap_left_right_on_flip
+    assert config.global_crop.photometric and config.local_crop.photometric
+    assert config.global_crop.solarize_probability > 0
+    assert config.local_crop.scale[1] < config.global_crop.scale[1]
 
 
 def test_hue_rotation_turns_red_into_green():
@@ -190,9 +248,20 @@ def test_swap_left_right():
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="global_crop_scale"):
-        AugmentationConfig(global_crop_scale=(0.5, 0.2))
+    with pytest.raises(ValueError, match="scale"):
+        CropAugmentation(scale=(0.5, 0.2))
+    with pytest.raises(ValueError, match="scale"):
+        CropAugmentation(scale=(0.5, 1.5))
     with pytest.raises(ValueError, match="flip_probability"):
-        AugmentationConfig(flip_probability=2.0)
+        CropAugmentation(flip_probability=2.0)
+    with pytest.raises(ValueError, match="solarize_threshold"):
+        CropAugmentation(solarize_threshold=300)
+    with pytest.raises(ValueError, match="global_crop.*CropAugmentation"):
+        AugmentationConfig(global_crop=0.5)
+    with pytest.raises(ValueError, match="local_crop.*CropAugmentation"):
+        AugmentationConfig(local_crop=None)
+    # Dicts (JSON, --set) become CropAugmentation.
+    config = AugmentationConfig(global_crop={"scale": (0.5, 1.0)})
+    assert config.global_crop == CropAugmentation(scale=(0.5, 1.0))
     with pytest.raises(ValueError, match="mode"):
         PatchMaskConfig(mode="grid")

@@ -56,6 +56,21 @@ def test_overrides_and_validation():
         load_recipe("recipes/none.py")
 
 
+def test_masked_contrastive_view_contradicts_a_contrastive_crop():
+    files = ["data.path='x'", "data.tokenizer='y'"]
+    with pytest.raises(ValueError, match="contrastive_crop=None"):
+        load_recipe(B14, files + ["objective.contrastive_view='masked'"])
+    recipe = load_recipe(B14, files + [
+        "objective.contrastive_view='masked'",
+        "data.pipeline.augmentation.contrastive_crop=None",
+    ])
+    assert recipe.data.pipeline.augmentation.contrastive_crop is None
+    # Per-crop-kind settings are reachable with --set.
+    recipe = load_recipe(B14, files + ["data.pipeline.augmentation.local_crop.solarize_probability=0.2"])
+    assert recipe.data.pipeline.augmentation.local_crop.solarize_probability == 0.2
+    assert recipe.data.pipeline.augmentation.global_crop.solarize_probability == 0.1
+
+
 def docstring_table(path):
     """The `| what | value |` rows of a recipe file's docstring."""
     with open(path, encoding="utf-8") as f:
@@ -90,6 +105,16 @@ def test_docstring_tables_say_what_the_recipes_set():
         f"1 global {pipeline.global_image_size} px, {pipeline.local_crop_count} "
         f"local {pipeline.local_image_size} px"
     )
+    augmentation = pipeline.augmentation
+    local = augmentation.local_crop
+    assert augmentation.contrastive_crop is None
+    assert augmentation.global_crop.scale == (1.0, 1.0)
+    assert not augmentation.global_crop.photometric
+    assert not local.color_jitter_probability and not local.grayscale_probability
+    assert rows["augmentation"] == (
+        f"global whole scene; local {local.scale[0]:.0%}-{local.scale[1]:.0%}, "
+        f"blur {local.blur_probability}"
+    ).replace("%-", "-").replace("%", " %")
     assert rows["masking"] == (
         f"{pipeline.mask.ratio:.0%} of the patches, {pipeline.mask.mode}, "
         f"{'half' if pipeline.mask.probability == 0.5 else 'all'} the images"
@@ -121,6 +146,12 @@ def test_docstring_tables_say_what_the_recipes_set():
         f"1 x {pipeline.global_image_size} px / {pipeline.local_crop_count} x "
         f"{pipeline.local_image_size} px"
     )
+    contrastive = pipeline.augmentation.contrastive_crop
+    assert rows["contrastive crop"] == (
+        f"1 x {pipeline.global_image_size} px, {contrastive.scale[0]:.0%}-"
+        f"{contrastive.scale[1]:.0%} of the image, flip, no colour"
+    ).replace("%-", "-").replace("%", " %")
+    assert not contrastive.photometric and contrastive.flip_probability > 0
     assert rows["masking"].startswith(f"{pipeline.mask.ratio:.0%}".replace("%", " %"))
     assert rows["steps"] == (
         f"{recipe.train.total_steps:,}, {recipe.optimizer.warmup_steps:,} warm-up, "

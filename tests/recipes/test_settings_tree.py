@@ -45,6 +45,35 @@ def _assert_contains(expected, actual, where):
             assert actual[key] == value, f"{where}.{key}: {actual[key]!r} != {value!r}"
 
 
+def _per_crop_kind(flat):
+    """The augmentation settings of c7c062e (one flat set shared by the crop
+    kinds, a blur and solarize probability per kind) as today's
+    per-crop-kind `AugmentationConfig` fields."""
+    shared = {
+        "aspect_ratio": flat["crop_aspect_ratio"],
+        **{
+            k: flat[k]
+            for k in (
+                "flip_probability", "color_jitter_probability", "brightness",
+                "contrast", "saturation", "hue", "grayscale_probability",
+                "blur_sigma", "solarize_threshold",
+            )
+        },
+    }
+    return {
+        "swap_left_right_on_flip": flat["swap_left_right_on_flip"],
+        **{
+            f"{kind}_crop": dict(
+                shared,
+                scale=flat[f"{kind}_crop_scale"],
+                blur_probability=flat[f"{kind}_blur_probability"],
+                solarize_probability=flat[f"{kind}_solarize_probability"],
+            )
+            for kind in ("global", "local")
+        },
+    }
+
+
 def built_by_the_loop(monkeypatch, recipe):
     """The arguments the loop's builders give every class they build from
     `recipe`. The classes are replaced by recorders, so nothing is
@@ -99,7 +128,26 @@ def test_recipes_build_what_they_built_before(monkeypatch, path, overrides):
     recipe = load_recipe(path, overrides)
     log = built_by_the_loop(monkeypatch, recipe)
     pipeline = log["pipeline"]["arg_1"]
-    _assert_contains(expected["pipeline"], _plain(dataclasses.asdict(pipeline)), "pipeline")
+    expected_pipeline = dict(expected["pipeline"])
+    augmentation = _per_crop_kind(expected_pipeline.pop("augmentation"))
+    # One shard per process is now the recipes' default (left unset, it is
+    # this process's index of the process count): in one process, the
+    # single shard 0 of 1 as before.
+    assert (expected_pipeline.pop("shard_index"), expected_pipeline.pop("shard_count")) == (0, 1)
+    assert (pipeline.shard_index, pipeline.shard_count) == (None, None)
+    assert pipeline.shard() == (0, 1)
+    _assert_contains(expected_pipeline, _plain(dataclasses.asdict(pipeline)), "pipeline")
+    # The self-distillation crops are augmented as before; the b14 recipe's
+    # captions are now paired with a crop of their own (tiny_shapes' with
+    # the global crop, as before).
+    _assert_contains(
+        augmentation, _plain(dataclasses.asdict(pipeline.augmentation)), "augmentation"
+    )
+    contrastive = pipeline.augmentation.contrastive_crop
+    if name == "tiny_shapes":
+        assert contrastive is None
+    else:
+        assert contrastive.scale == (0.9, 1.0) and not contrastive.photometric
     _assert_contains(expected["optimizer"], _plain(log["optimizer"].get_config()), "optimizer")
     # The towers were built without the recipe's dtype then (a mixed_bfloat16
     # recipe trained float32 towers); now they get it, as the backbone does.

@@ -150,11 +150,25 @@ def test_latest_naming_a_missing_folder(tmp_path):
 
 
 @pytest.mark.parametrize("content", ["", "../../etc", "/tmp", "step_1x", "\x00"])
-def test_latest_holding_junk(tmp_path, content):
+def test_latest_holding_junk(tmp_path, content, caplog):
+    """A damaged `latest` pointer: the newest intact folder is used, with a
+    warning; without one, the error names `latest`."""
     directory = str(tmp_path)
     _small_checkpoint(directory)
     with open(os.path.join(directory, "latest"), "w") as f:
         f.write(content)
+    model = tiny_model()
+    with caplog.at_level("WARNING"):
+        assert restore_checkpoint(model, directory)["step"] == 3
+    _assert_filled_with(model, 3)
+    assert "latest" in caplog.text and "step_00000003 (step 3)" in caplog.text
+    latest_checkpoint_error = None
+    try:
+        latest_checkpoint(directory)
+    except CheckpointError as error:
+        latest_checkpoint_error = str(error)
+    assert latest_checkpoint_error and "latest" in latest_checkpoint_error
+    shutil.rmtree(os.path.join(directory, "step_00000003"))
     with pytest.raises(CheckpointError, match="latest"):
         restore_checkpoint(tiny_model(), directory)
 
@@ -232,3 +246,155 @@ def test_non_finite_weights_are_never_saved(tmp_path):
     restored = tiny_model()
     assert restore_checkpoint(restored, directory)["step"] == 3
     _assert_filled_with(restored, 3)
+
+
+# --- Walking back past damaged checkpoints ----------------------------------
+
+
+def _checkpoints(directory, steps, keep=3):
+    for step in steps:
+        model = tiny_model()
+        fill(model, step)
+        save_checkpoint(model, directory, step, extra_state={"fill": step}, keep=keep)
+
+
+def _folder(directory, step):
+    return os.path.join(directory, f"step_{step:08d}")
+
+
+DAMAGES = {
+    "weights bytes flipped": ("model.weights.h5", damage.flip_bytes),
+    "weights truncated": ("model.weights.h5", damage.truncate),
+    "weights removed": ("model.weights.h5", os.remove),
+    "state truncated": ("state.json", damage.truncate),
+    "state emptied": ("state.json", damage.empty),
+    "state removed": ("state.json", os.remove),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DAMAGES))
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous(tmp_path, kind, caplog):
+    directory = str(tmp_path)
+    _checkpoints(directory, [1, 2, 3])
+    file, damage_file = DAMAGES[kind]
+    damage_file(os.path.join(_folder(directory, 3), file))
+    model = tiny_model()
+    with caplog.at_level("WARNING", logger="keras_tips.training.checkpoint"):
+        state = restore_checkpoint(model, directory)
+    assert state["step"] == 2 and state["extra"] == {"fill": 2}
+    _assert_filled_with(model, 2)
+    # The warning names the damaged checkpoint (its file) and the one used.
+    assert f"step_00000003/{file}" in caplog.text or (
+        file == "state.json" and "step_00000003" in caplog.text
+    ), caplog.text
+    assert "Resuming from the newest intact checkpoint, step_00000002 (step 2)" in caplog.text
+
+
+def test_walks_back_past_several_damaged_checkpoints(tmp_path, caplog):
+    directory = str(tmp_path)
+    _checkpoints(directory, [1, 2, 3])
+    damage.flip_bytes(os.path.join(_folder(directory, 3), "model.weights.h5"))
+    shutil.rmtree(_folder(directory, 2))
+    # `latest` still names step 3; step 2 is gone, step 1 is intact.
+    model = tiny_model()
+    with caplog.at_level("WARNING", logger="keras_tips.training.checkpoint"):
+        assert restore_checkpoint(model, directory)["step"] == 1
+    _assert_filled_with(model, 1)
+    assert "step_00000003" in caplog.text and "step_00000001 (step 1)" in caplog.text
+
+
+def test_no_intact_checkpoint_names_the_files_to_restore_or_remove(tmp_path):
+    directory = str(tmp_path)
+    _checkpoints(directory, [1, 2])
+    damage.flip_bytes(os.path.join(_folder(directory, 2), "model.weights.h5"))
+    damage.truncate(os.path.join(_folder(directory, 1), "state.json"))
+    with pytest.raises(CheckpointError) as raised:
+        restore_checkpoint(tiny_model(), directory)
+    message = str(raised.value)
+    assert "No intact checkpoint" in message
+    assert os.path.join(_folder(directory, 2), "model.weights.h5") in message
+    assert os.path.join(_folder(directory, 1), "state.json") in message
+    assert "Restore the damaged files" in message and f"remove {directory}" in message
+
+
+def test_a_checkpoint_the_usable_check_refuses_is_skipped(tmp_path, caplog):
+    """E.g. a process's data position missing: the checkpoint is passed
+    over like a damaged one."""
+    directory = str(tmp_path)
+    _checkpoints(directory, [1, 2])
+
+    def usable(state):
+        if state["step"] == 2:
+            raise CheckpointError("the data position of step 2 is missing")
+
+    with caplog.at_level("WARNING", logger="keras_tips.training.checkpoint"):
+        assert restore_checkpoint(tiny_model(), directory, usable)["step"] == 1
+    assert "data position of step 2 is missing" in caplog.text
+
+
+def test_a_configuration_mismatch_is_not_walked_past(tmp_path):
+    """Another model's checkpoint is no damage: older ones would not fit
+    either, so the run stops naming the file."""
+    directory = str(tmp_path)
+    _checkpoints(directory, [1, 2])
+    other = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5)])
+    other.compile(optimizer="adam", loss="mse")
+    with pytest.raises(CheckpointError, match="step_00000002/model.weights.h5"):
+        restore_checkpoint(other, directory)
+
+
+def test_keep_and_stale_folders(tmp_path):
+    """The newest `keep` checkpoints stay; after a resume from an older one,
+    the abandoned later folders are ignored on restore and removed by the
+    next save."""
+    directory = str(tmp_path)
+    _checkpoints(directory, [1, 2, 3, 4, 5], keep=3)
+    assert sorted(os.listdir(directory)) == [
+        "latest", "step_00000003", "step_00000004", "step_00000005"
+    ]
+    # A complete folder newer than `latest` (a save killed before it was
+    # published) is not used.
+    shutil.copytree(_folder(directory, 5), _folder(directory, 9))
+    with open(os.path.join(directory, "latest"), "w") as f:
+        f.write("step_00000004")
+    assert restore_checkpoint(tiny_model(), directory)["step"] == 4
+    _checkpoints(directory, [5], keep=3)
+    assert sorted(os.listdir(directory)) == [
+        "latest", "step_00000003", "step_00000004", "step_00000005"
+    ]
+    # Without `latest`, the newest intact folder.
+    os.remove(os.path.join(directory, "latest"))
+    assert restore_checkpoint(tiny_model(), directory)["step"] == 5
+
+
+def test_data_positions_per_process(tmp_path):
+    from keras_tips.training.checkpoint import read_data_position
+    from keras_tips.training.checkpoint import save_data_position
+
+    directory = str(tmp_path)
+    for step in (10, 20, 30, 40, 50):
+        for process in (0, 1):
+            save_data_position(directory, step, {"at": [step, process]}, process, keep=2)
+    assert read_data_position(directory, 50, 1) == {"at": [50, 1]}
+    assert read_data_position(directory, 30, 0) == {"at": [30, 0]}
+    # keep + 1 positions per process.
+    assert sorted(os.listdir(os.path.join(directory, "data_process_1"))) == [
+        "step_00000030.json", "step_00000040.json", "step_00000050.json"
+    ]
+    with pytest.raises(CheckpointError, match="process 0 at step 20.*missing"):
+        read_data_position(directory, 20, 0)
+    damage.truncate(os.path.join(directory, "data_process_1", "step_00000050.json"))
+    with pytest.raises(CheckpointError, match="step_00000050.json.*damaged"):
+        read_data_position(directory, 50, 1)
+    # A position of another step or process put in its place is refused.
+    shutil.copy(
+        os.path.join(directory, "data_process_0", "step_00000040.json"),
+        os.path.join(directory, "data_process_1", "step_00000040.json"),
+    )
+    with pytest.raises(CheckpointError, match="process 0"):
+        read_data_position(directory, 40, 1)
+    # A resumed run's save removes the positions of abandoned later steps.
+    save_data_position(directory, 30, {"at": "again"}, 0, keep=2)
+    assert sorted(os.listdir(os.path.join(directory, "data_process_0"))) == [
+        "step_00000030.json"
+    ]

@@ -118,3 +118,25 @@ def test_repeated_kills_at_random_moments(reference_run, tmp_path):
     cli_runs.run(command)
     cli_runs.run(command)
     _assert_same_run(reference_run(), output_dir)
+
+
+def test_a_damaged_checkpoint_costs_one_interval(reference_run, tmp_path):
+    """The run is killed, the checkpoint `latest` names is damaged (its
+    weights' bytes flipped), and the same command resumes from the previous
+    one with a warning naming both, ending where an uninterrupted run ends."""
+    from tests.robustness import damage
+
+    output_dir = str(tmp_path / "run")
+    killed, saved = cli_runs.run_and_kill(
+        _command(output_dir), output_dir, 3 * INTERVAL, 0.0
+    )
+    assert killed and 3 * INTERVAL <= saved < TOTAL_STEPS, (killed, saved)
+    damaged = os.path.join(
+        output_dir, "checkpoints", f"step_{saved:08d}", "model.weights.h5"
+    )
+    damage.flip_bytes(damaged)
+    result = cli_runs.run(_command(output_dir))
+    assert "SHA-256 mismatch" in result.stderr and damaged in result.stderr
+    previous = f"step_{saved - INTERVAL:08d} (step {saved - INTERVAL})"
+    assert f"Resuming from the newest intact checkpoint, {previous}" in result.stderr
+    _assert_same_run(reference_run(), output_dir)

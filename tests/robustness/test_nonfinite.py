@@ -62,8 +62,9 @@ def test_stop_names_the_step_and_terms_and_keeps_only_finite_checkpoints(
     # image modelling terms are the non-finite ones.
     assert "distill=nan" in message and "mask=nan" in message
     assert 'train.nonfinite="skip"' in message
+    # The default keeps three checkpoints; none after the bad step.
     assert sorted(os.listdir(directory)) == [
-        "latest", "step_00000004", "step_00000006"
+        "latest", "step_00000002", "step_00000004", "step_00000006"
     ]
     restored = _pretrainer()
     assert restore_checkpoint(restored, directory)["step"] == 6
