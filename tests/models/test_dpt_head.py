@@ -307,6 +307,9 @@ def test_heads_train_with_fit_on_a_frozen_encoder(tmp_path):
         hidden_dim=16, num_layers=2, num_heads=2, intermediate_dim=32,
         position_grid_size=3,
     )
+    # Frozen once built, as the guides do: on TensorFlow, the dense layers of
+    # an encoder frozen before it is built still create trainable variables.
+    encoder.build()
     encoder.trainable = False
     layers = (0, 0, 1, 1)
     segmentation = TIPSDPTHead(
