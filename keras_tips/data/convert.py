@@ -52,6 +52,11 @@ def run_from_args(args):
         f"skipped {summary['records_skipped']} "
         f"{summary['skipped'] or ''}".rstrip()
     )
+    if summary["caption_entries_dropped"]:
+        print(
+            f"Left out {summary['caption_entries_dropped']} synthetic caption "
+            "list entries that were not strings."
+        )
     return summary
 
 
@@ -60,8 +65,9 @@ def main(argv=None):
         prog="python -m keras_tips.data.convert",
         description=(
             "Convert a folder of images with a JSONL index "
-            '({"image": ..., "caption": ..., "synthetic_caption": ...}) into '
-            "ArrayRecord shards for the grain pipeline."
+            '({"image": ..., "caption": ..., "synthetic_caption": ...}; the '
+            "synthetic caption may be a list of captions of different "
+            "detail) into ArrayRecord shards for the grain pipeline."
         ),
     )
     add_arguments(parser)

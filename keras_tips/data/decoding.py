@@ -277,3 +277,41 @@ def clean_caption(caption, max_chars=2000):
     if not caption:
         return "", "empty"
     return caption, None
+
+
+def clean_caption_choices(captions, max_chars=2000):
+    """Validates a caption or a list of alternative captions.
+
+    A list holds the same caption at several granularities (a phrase, a
+    sentence, a full description); one of its usable entries is drawn per
+    example later. Every unusable entry is reported like a bad single
+    caption, and an empty list like a missing caption.
+
+    Args:
+        captions: str, bytes, None, or a list or tuple of those.
+        max_chars: int. Longer captions are cut (see `clean_caption`).
+
+    Returns:
+        `(texts, problems)`: the usable cleaned captions, in order (empty
+        when none is usable), and the problems of the others (each one of
+        "missing", "empty", "not_utf8").
+
+    Example:
+    ```python
+    clean_caption_choices(["a cat", "  ", "a black cat on a mat."])
+    # (["a cat", "a black cat on a mat."], ["empty"])
+    ```
+    """
+    if not isinstance(captions, (list, tuple)):
+        text, problem = clean_caption(captions, max_chars)
+        return ([text] if text else []), ([problem] if problem else [])
+    if not captions:
+        return [], ["missing"]
+    texts, problems = [], []
+    for caption in captions:
+        text, problem = clean_caption(caption, max_chars)
+        if problem:
+            problems.append(problem)
+        else:
+            texts.append(text)
+    return texts, problems

@@ -14,6 +14,15 @@ record becomes
 
 and a bad one a small `{"skip": True, "issues": ..., "key": ...}` that the
 batcher counts and drops.
+
+A record's synthetic caption may be a list: the same image described at
+several granularities. One usable entry is drawn per example with the
+element's own generator (grain's `random_map` derives it from the pipeline
+seed and the element's position, which counts epochs), so the draw changes
+from epoch to epoch, is the same in every run with the same seed, and
+resumes exactly from a saved iterator state. It is drawn after the crops
+and the patch mask, and only when there is a choice, so a record with one
+caption makes the very same example as before lists existed.
 """
 
 import grain
@@ -22,6 +31,7 @@ import numpy as np
 from keras_tips.data import stats as stats_lib
 from keras_tips.data.decoding import ImageDecodeError
 from keras_tips.data.decoding import clean_caption
+from keras_tips.data.decoding import clean_caption_choices
 from keras_tips.data.decoding import decode_image
 from keras_tips.data.masking import PatchMasker
 from keras_tips.data.transforms import EvalTransform
@@ -45,6 +55,19 @@ def draft_short_side(config):
             config.local_image_size / np.sqrt(augmentation.local_crop_scale[0]),
         )
     return int(np.ceil(needed))
+
+
+def draw_caption(choices, rng):
+    """One of the usable captions of a record: "" for none, the only one
+    without using `rng`, otherwise one drawn uniformly with `rng`.
+
+    Args:
+        choices: list of cleaned captions (see `clean_caption_choices`).
+        rng: `np.random.Generator`, the element's own.
+    """
+    if len(choices) < 2:
+        return choices[0] if choices else ""
+    return choices[int(rng.integers(len(choices)))]
 
 
 def skipped_example(kinds, key):
@@ -101,31 +124,32 @@ class PretrainingExampleTransform(grain.transforms.RandomMap):
         except ImageDecodeError as error:
             return skipped_example([error.kind], key)
         issues = list(issues)
-        captions = {}
-        for name, field in (
-            ("web", "caption"),
-            ("synthetic", "synthetic_caption"),
-        ):
-            text, problem = clean_caption(
-                record.get(field), config.max_caption_chars
-            )
-            if problem:
-                issues.append(stats_lib.caption_kind(name, problem))
-            captions[name] = text
-        if config.require_caption and not (
-            captions["web"] or captions["synthetic"]
-        ):
+        web_caption, problem = clean_caption(
+            record.get("caption"), config.max_caption_chars
+        )
+        if problem:
+            issues.append(stats_lib.caption_kind("web", problem))
+        synthetic_choices, problems = clean_caption_choices(
+            record.get("synthetic_caption"), config.max_caption_chars
+        )
+        issues.extend(stats_lib.caption_kind("synthetic", p) for p in problems)
+        if config.require_caption and not (web_caption or synthetic_choices):
             return skipped_example(issues + [stats_lib.NO_CAPTION], key)
 
+        flipped = False
         if config.training:
             global_image, local_images, flipped = self.crop_transform(rgb, rng)
             patch_mask = self.masker(rng)
-            if flipped and config.augmentation.swap_left_right_on_flip:
-                captions = {k: swap_left_right(v) for k, v in captions.items()}
         else:
             global_image = self.crop_transform(rgb)
             local_images = None
             patch_mask = np.zeros(config.num_patches, dtype=bool)
+        captions = {
+            "web": web_caption,
+            "synthetic": draw_caption(synthetic_choices, rng),
+        }
+        if flipped and config.augmentation.swap_left_right_on_flip:
+            captions = {k: swap_left_right(v) for k, v in captions.items()}
         example = {
             "skip": False,
             "issues": tuple(issues),

@@ -7,7 +7,10 @@ these keys (an "image-text record"):
   decoded `uint8` array (H, W, 3), or `None` when it could not be read.
 - `"caption"`: the web (alt-text) caption, `str`, `bytes` (decoded as UTF-8
   downstream) or `None` when missing.
-- `"synthetic_caption"`: the synthetic (rich, generated) caption, same types.
+- `"synthetic_caption"`: the synthetic (rich, generated) caption, same
+  types, or a list of such captions: the same image described at several
+  granularities (a phrase, a sentence, a full description), of which the
+  pipeline draws one per example.
 - `"key"`: a `str` that names the record in messages (a path or an id).
 - `"error"`: `None`, or the kind of a problem found while reading the record
   (one of the skip kinds of `keras_tips.data.stats`, e.g. `"missing_file"`).
@@ -24,6 +27,14 @@ payloads  the raw bytes of every field, in header order
 
 Captions are stored as their raw bytes, so text that is not valid UTF-8 is
 kept as it was and detected when the record is read.
+
+A list of synthetic captions is stored as one `"synthetic_captions"` field
+per entry, in list order (the header may name that field several times);
+a single caption keeps its `"synthetic_caption"` field. Records with a
+single caption are thus byte-identical to those written before lists
+existed, and older shards read unchanged. A record holds one form or the
+other, never both; an empty list is stored as no caption (and read as a
+missing one, which is how the pipeline treats an empty list anyway).
 """
 
 import json
@@ -32,7 +43,12 @@ import struct
 RECORD_MAGIC = b"TIPSREC1"
 _HEADER_LENGTH = struct.Struct("<I")
 # The fields an image-text record may store, in the order they are written.
-RECORD_FIELDS = ("key", "image", "caption", "synthetic_caption")
+RECORD_FIELDS = (
+    "key", "image", "caption", "synthetic_caption", "synthetic_captions"
+)
+# The one field that may be repeated: an entry of a list of synthetic
+# captions each.
+_LIST_FIELD = "synthetic_captions"
 
 
 def make_record(
@@ -43,7 +59,8 @@ def make_record(
     Args:
         image: encoded image bytes, a uint8 array, or None.
         caption: web caption (str, bytes or None).
-        synthetic_caption: synthetic caption (str, bytes or None).
+        synthetic_caption: synthetic caption (str, bytes or None), or a
+            list of them (one is drawn per example).
         key: str naming the record.
         error: None or a skip kind from `keras_tips.data.stats`.
 
@@ -82,7 +99,9 @@ def serialize_record(image=None, caption=None, synthetic_caption=None, key=""):
         image: encoded image bytes or None. Decoded arrays are not accepted:
             shards store encoded files.
         caption: web caption (str, bytes or None).
-        synthetic_caption: synthetic caption (str, bytes or None).
+        synthetic_caption: synthetic caption (str, bytes or None), or a
+            list or tuple of them (stored as repeated `"synthetic_captions"`
+            fields; entries that are None are left out).
         key: str naming the record.
 
     Returns:
@@ -95,20 +114,24 @@ def serialize_record(image=None, caption=None, synthetic_caption=None, key=""):
     ```
     """
     values = {
-        "key": key,
-        "image": image,
-        "caption": caption,
-        "synthetic_caption": synthetic_caption,
+        "key": [key],
+        "image": [image],
+        "caption": [caption],
+        "synthetic_caption": [synthetic_caption],
+        "synthetic_captions": [],
     }
+    if isinstance(synthetic_caption, (list, tuple)):
+        values["synthetic_caption"] = []
+        values["synthetic_captions"] = list(synthetic_caption)
     header_fields = []
     payloads = []
     for name in RECORD_FIELDS:
-        value = values[name]
-        if value is None:
-            continue
-        payload = _to_bytes(value, name)
-        header_fields.append([name, len(payload)])
-        payloads.append(payload)
+        for value in values[name]:
+            if value is None:
+                continue
+            payload = _to_bytes(value, name)
+            header_fields.append([name, len(payload)])
+            payloads.append(payload)
     header = json.dumps({"fields": header_fields}, separators=(",", ":"))
     header = header.encode("utf-8")
     return b"".join(
@@ -120,7 +143,8 @@ def deserialize_record(data):
     """Parses bytes written by `serialize_record` into a record dict.
 
     Captions come back as `bytes` (UTF-8 is checked downstream, where bad
-    captions are counted); the key is decoded leniently.
+    captions are counted), a list of synthetic captions as a list of
+    `bytes`; the key is decoded leniently.
 
     Args:
         data: bytes.
@@ -153,19 +177,34 @@ def deserialize_record(data):
         raise ValueError(f"Malformed TIPS record header ({error}).") from None
     offset = prefix + header_length
     values = {}
+    synthetic_captions = []
     for name, length in fields:
         if name not in RECORD_FIELDS or length < 0:
             raise ValueError(f"Malformed TIPS record field {name!r}.")
+        if name in values:
+            raise ValueError(f"Malformed TIPS record: field {name!r} repeats.")
         if offset + length > len(data):
             raise ValueError(f"Truncated TIPS record: field {name!r} is cut.")
-        values[name] = data[offset : offset + length]
+        payload = data[offset : offset + length]
+        if name == _LIST_FIELD:
+            synthetic_captions.append(payload)
+        else:
+            values[name] = payload
         offset += length
     if offset != len(data):
         raise ValueError("Malformed TIPS record: trailing bytes after fields.")
+    synthetic_caption = values.get("synthetic_caption")
+    if synthetic_captions:
+        if synthetic_caption is not None:
+            raise ValueError(
+                "Malformed TIPS record: both 'synthetic_caption' and "
+                "'synthetic_captions' fields."
+            )
+        synthetic_caption = synthetic_captions
     key = values.get("key", b"").decode("utf-8", errors="replace")
     return make_record(
         image=values.get("image"),
         caption=values.get("caption"),
-        synthetic_caption=values.get("synthetic_caption"),
+        synthetic_caption=synthetic_caption,
         key=key,
     )

@@ -11,7 +11,14 @@ background, so later shapes hide parts of earlier ones. Every example gives:
   region of a 3x3 grid it is in and what it is partly behind, e.g.
   "two shapes: a large blue circle in the center; a small red triangle in
   the top left, partly behind the blue circle.";
+- `synthetic_captions`: the synthetic caption at three granularities,
+  `(phrase, sentence, full)`: the objects' colours and shapes ("a blue
+  circle and a red triangle"), one sentence adding sizes and regions
+  ("a large blue circle in the center and a small red triangle in the top
+  left."), and `synthetic_caption` itself;
 - `class_mask`: int32 (H, W), 0 = background, 1..C = `SHAPE_CLASSES[c - 1]`;
+- `colour_mask`: int32 (H, W), 0 = background, 1..6 =
+  `COLOUR_NAMES[c - 1]` (the colour of the visible object);
 - `instance_mask`: int32 (H, W), 0 = background, k = `objects[k - 1]`;
 - `depth`: float32 (H, W), background 1.0, nearer objects smaller;
 - `objects`: one dict per object, in drawing order (back to front): shape,
@@ -187,19 +194,59 @@ def describe_object(obj, objects):
     return phrase
 
 
+def _most_visible_first(objects):
+    return sorted(
+        range(len(objects)), key=lambda k: (-objects[k]["visible_pixels"], -k)
+    )
+
+
 def synthetic_caption(objects):
     """Describes every object, most visible first (truncation drops the least).
 
     Args:
         objects: the object dicts of a scene.
     """
-    order = sorted(
-        range(len(objects)), key=lambda k: (-objects[k]["visible_pixels"], -k)
-    )
-    phrases = [describe_object(objects[k], objects) for k in order]
+    phrases = [
+        describe_object(objects[k], objects) for k in _most_visible_first(objects)
+    ]
     if len(objects) == 1:
         return phrases[0] + "."
     return f"{_COUNT_WORDS[len(objects)]} shapes: " + "; ".join(phrases) + "."
+
+
+def synthetic_captions(objects):
+    """The synthetic caption at three granularities, most visible first.
+
+    Args:
+        objects: the object dicts of a scene.
+
+    Returns:
+        `(phrase, sentence, full)`: colours and shapes only ("a blue circle
+        and a red triangle"); one sentence with sizes and regions ("a large
+        blue circle in the center and a small red triangle in the top
+        left."); and `synthetic_caption(objects)`.
+    """
+    order = _most_visible_first(objects)
+    named = [
+        f"a {objects[k]['colour']} {objects[k]['shape']}" for k in order
+    ]
+    placed = [
+        f"{'an' if objects[k]['size'][0] in 'aeiou' else 'a'} "
+        f"{objects[k]['size']} {objects[k]['colour']} {objects[k]['shape']} "
+        f"in the {objects[k]['region']}"
+        for k in order
+    ]
+    return (
+        _join_with_and(named),
+        _join_with_and(placed) + ".",
+        synthetic_caption(objects),
+    )
+
+
+def _join_with_and(parts):
+    if len(parts) == 1:
+        return parts[0]
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def web_caption(objects, main_object, rng):
@@ -246,6 +293,10 @@ class ShapesDataset:
         max_objects: int in [1, 6]. Most shapes per scene.
         min_visible_fraction: float. Least visible fraction of every kept
             object (see the module docstring).
+        object_scale: float. Multiplies the side of every shape (the
+            `SIZE_FRACTIONS` of the image side); above 1 makes objects span
+            more patches of a ViT/14, so that patch-level probes can see
+            them.
 
     Example:
     ```python
@@ -266,6 +317,7 @@ class ShapesDataset:
         seed=0,
         max_objects=4,
         min_visible_fraction=0.35,
+        object_scale=1.0,
     ):
         if split not in SPLITS:
             raise ValueError(
@@ -280,12 +332,20 @@ class ShapesDataset:
             raise ValueError(
                 f"`image_size` must be >= 16. Received: {image_size}"
             )
+        largest = max(high for _, high in SIZE_FRACTIONS.values())
+        if not 0 < object_scale * largest <= 1:
+            raise ValueError(
+                "`object_scale` must be > 0 and keep the largest shape inside "
+                f"the image (at most {1 / largest:.3f}). Received: "
+                f"{object_scale}"
+            )
         self.split = split
         self.num_examples = int(num_examples)
         self.image_size = int(image_size)
         self.seed = int(seed)
         self.max_objects = int(max_objects)
         self.min_visible_fraction = float(min_visible_fraction)
+        self.object_scale = float(object_scale)
 
     def __len__(self):
         return self.num_examples
@@ -310,7 +370,9 @@ class ShapesDataset:
         for colour_index in colours:
             shape = SHAPE_CLASSES[int(rng.integers(len(SHAPE_CLASSES)))]
             size_name = SIZES[int(rng.integers(len(SIZES)))]
-            extent = rng.uniform(*SIZE_FRACTIONS[size_name]) * size
+            extent = (
+                rng.uniform(*SIZE_FRACTIONS[size_name]) * self.object_scale * size
+            )
             for _ in range(8):
                 cx, cy = rng.uniform(extent / 2, size - extent / 2, size=2)
                 mask = draw_shape_mask(shape, cx, cy, extent, size)
@@ -373,6 +435,10 @@ class ShapesDataset:
         class_lut = np.array(
             [0] + [obj["class_id"] for obj in objects], dtype=np.int32
         )
+        colour_id_lut = np.array(
+            [0] + [COLOUR_NAMES.index(obj["colour"]) + 1 for obj in objects],
+            dtype=np.int32,
+        )
         depth_lut = np.array(
             [1.0] + [obj["depth"] for obj in objects], dtype=np.float32
         )
@@ -401,7 +467,9 @@ class ShapesDataset:
             "image": image,
             "web_caption": web_caption(objects, main_object, rng),
             "synthetic_caption": synthetic_caption(objects),
+            "synthetic_captions": synthetic_captions(objects),
             "class_mask": class_lut[instance_mask],
+            "colour_mask": colour_id_lut[instance_mask],
             "instance_mask": instance_mask,
             "depth": depth_lut[instance_mask],
             "objects": objects,
@@ -409,20 +477,29 @@ class ShapesDataset:
             "index": index,
         }
 
-    def image_text_source(self, encode=False):
+    def image_text_source(self, encode=False, multi_granularity_captions=False):
         """This split as image-text records for the pretraining pipeline.
 
         Args:
             encode: bool. Give PNG bytes instead of arrays (exercises the
                 decoding path; slower).
+            multi_granularity_captions: bool. Give the synthetic caption as
+                the list of its three granularities (`synthetic_captions`),
+                of which the pipeline draws one per example and step,
+                instead of the full caption alone.
         """
-        return ShapesImageTextSource(self, encode=encode)
+        return ShapesImageTextSource(
+            self,
+            encode=encode,
+            multi_granularity_captions=multi_granularity_captions,
+        )
 
     def __repr__(self):
         return (
             f"ShapesDataset(split={self.split!r}, "
             f"num_examples={self.num_examples}, "
-            f"image_size={self.image_size}, seed={self.seed})"
+            f"image_size={self.image_size}, seed={self.seed}, "
+            f"max_objects={self.max_objects}, object_scale={self.object_scale})"
         )
 
 
@@ -432,11 +509,14 @@ class ShapesImageTextSource:
     Args:
         dataset: a `ShapesDataset`.
         encode: bool. PNG-encode the images.
+        multi_granularity_captions: bool. The synthetic caption as the list
+            `[phrase, sentence, full]` instead of the full caption alone.
     """
 
-    def __init__(self, dataset, encode=False):
+    def __init__(self, dataset, encode=False, multi_granularity_captions=False):
         self.dataset = dataset
         self.encode = encode
+        self.multi_granularity_captions = bool(multi_granularity_captions)
 
     def __len__(self):
         return len(self.dataset)
@@ -446,10 +526,14 @@ class ShapesImageTextSource:
         image = example["image"]
         if self.encode:
             image = encode_png(image)
+        if self.multi_granularity_captions:
+            synthetic = list(example["synthetic_captions"])
+        else:
+            synthetic = example["synthetic_caption"]
         return make_record(
             image=image,
             caption=example["web_caption"],
-            synthetic_caption=example["synthetic_caption"],
+            synthetic_caption=synthetic,
             key=f"shapes/{self.dataset.split}/{example['index']}",
         )
 
@@ -468,6 +552,7 @@ def write_shapes_jsonl(
     image_size=64,
     seed=0,
     index_name="index.jsonl",
+    multi_granularity_captions=False,
 ):
     """Writes a shapes split as a JSONL image-text folder.
 
@@ -479,6 +564,8 @@ def write_shapes_jsonl(
         output_dir: folder to write (created if needed).
         num_examples, split, image_size, seed: as `ShapesDataset`.
         index_name: file name of the index.
+        multi_granularity_captions: bool. Write `synthetic_caption` as the
+            list `[phrase, sentence, full]` instead of the full caption.
 
     Returns:
         The path of the JSONL index.
@@ -502,7 +589,11 @@ def write_shapes_jsonl(
             line = {
                 "image": name,
                 "caption": example["web_caption"],
-                "synthetic_caption": example["synthetic_caption"],
+                "synthetic_caption": (
+                    list(example["synthetic_captions"])
+                    if multi_granularity_captions
+                    else example["synthetic_caption"]
+                ),
                 "label": example["label"],
                 "class_name": SHAPE_CLASSES[example["label"]],
             }

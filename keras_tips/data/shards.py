@@ -41,7 +41,10 @@ def write_array_record(
     JSON objects (`invalid_record`) and images whose file is missing
     (`missing_file`). Records keep their order: shard `k` holds a contiguous
     run of the index, so reading the shards in name order gives the index
-    order.
+    order. A list of synthetic captions is stored as a list (see
+    `keras_tips.data.records`); its entries that are not strings cannot be
+    stored and are left out, and counted in the summary (a list left empty
+    reads as a missing caption).
 
     Args:
         jsonl_path: path of the JSONL index (see `JsonlImageTextSource`).
@@ -54,7 +57,9 @@ def write_array_record(
 
     Returns:
         A dict: `"shards"` (list of paths), `"records_written"` (int),
-        `"records_skipped"` (int) and `"skipped"` (dict kind -> count).
+        `"records_skipped"` (int), `"skipped"` (dict kind -> count) and
+        `"caption_entries_dropped"` (int: non-string entries of synthetic
+        caption lists).
 
     Example:
     ```python
@@ -93,6 +98,7 @@ def write_array_record(
 
     skipped = {}
     written = 0
+    entries_dropped = 0
     progress = tqdm(
         total=len(entries),
         unit="record",
@@ -119,6 +125,10 @@ def write_array_record(
                         kind = stats.MISSING_FILE
                         skipped[kind] = skipped.get(kind, 0) + 1
                         continue
+                    if isinstance(synthetic_caption, list):
+                        kept = [c for c in synthetic_caption if c is not None]
+                        entries_dropped += len(synthetic_caption) - len(kept)
+                        synthetic_caption = kept
                     writer.write(
                         serialize_record(
                             image=image,
@@ -136,12 +146,15 @@ def write_array_record(
         "records_written": written,
         "records_skipped": sum(skipped.values()),
         "skipped": skipped,
+        "caption_entries_dropped": entries_dropped,
     }
     logger.info(
-        "Wrote %d records into %d ArrayRecord shards in %s (skipped: %s).",
+        "Wrote %d records into %d ArrayRecord shards in %s (skipped: %s; "
+        "non-string synthetic caption list entries left out: %d).",
         written,
         num_shards,
         output_dir,
         skipped or "none",
+        entries_dropped,
     )
     return summary

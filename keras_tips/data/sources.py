@@ -23,13 +23,23 @@ def _caption_value(value):
     return value if isinstance(value, str) else None
 
 
+def _synthetic_caption_value(value):
+    # A list is the caption at several granularities; an entry that is not a
+    # string is a missing caption among them, counted downstream.
+    if isinstance(value, list):
+        return [_caption_value(entry) for entry in value]
+    return _caption_value(value)
+
+
 def read_jsonl_index(jsonl_path):
     """Parses a JSONL image-text index.
 
     Each non-blank line is a JSON object with `"image"` (a path, relative to
-    the JSONL file's folder unless absolute) and optional `"caption"` and
-    `"synthetic_caption"`. Lines that are not valid JSON objects with a
-    string `"image"` give `None` entries (read later as `invalid_record`).
+    the JSONL file's folder unless absolute) and optional `"caption"` (a
+    string) and `"synthetic_caption"` (a string, or a list of strings: the
+    caption at several granularities, of which the pipeline draws one per
+    example). Lines that are not valid JSON objects with a string `"image"`
+    give `None` entries (read later as `invalid_record`).
 
     Bytes that are not valid UTF-8 are kept (as surrogate escapes) so the
     caption holding them is reported as `not_utf8` instead of breaking the
@@ -61,7 +71,7 @@ def read_jsonl_index(jsonl_path):
                 (
                     item["image"],
                     _caption_value(item.get("caption")),
-                    _caption_value(item.get("synthetic_caption")),
+                    _synthetic_caption_value(item.get("synthetic_caption")),
                 )
             )
     return entries
@@ -71,9 +81,12 @@ class JsonlImageTextSource:
     """Image-text records from a folder of images indexed by a JSONL file.
 
     Each line of the index: `{"image": "path", "caption": "...",
-    "synthetic_caption": "..."}`; either caption may be missing; relative image
-    paths are resolved from the JSONL file's folder. Images are returned as
-    encoded bytes (decoded by the pipeline).
+    "synthetic_caption": "..."}`; either caption may be missing, and the
+    synthetic one may be a list of captions of different detail
+    (`["a cat", "A black cat on a mat."]`), of which the pipeline draws one
+    per example and step; relative image paths are resolved from the JSONL
+    file's folder. Images are returned as encoded bytes (decoded by the
+    pipeline).
 
     When sent to worker processes only the path is sent; each worker parses
     the index again, so large indexes are not copied through pickles.
@@ -214,7 +227,8 @@ class InMemoryImageTextSource:
 
     Args:
         records: a list of dicts with `"image"` (bytes or uint8 array) and
-            optional `"caption"`, `"synthetic_caption"`, `"key"`.
+            optional `"caption"`, `"synthetic_caption"` (a caption or a list
+            of them), `"key"`.
     """
 
     def __init__(self, records):

@@ -53,7 +53,13 @@ def train_sentencepiece(texts, vocabulary_size=None, model_type="word"):
     return buffer.getvalue()
 
 
-def shapes_vocabulary(path=None, num_examples=2000, image_size=56, seed=0):
+def shapes_vocabulary(
+    path=None,
+    num_examples=2000,
+    image_size=56,
+    seed=0,
+    multi_granularity_captions=False,
+):
     """The word-level vocabulary of the embedded shapes dataset.
 
     Built from the captions of `num_examples` training scenes, the zero-shot
@@ -63,6 +69,10 @@ def shapes_vocabulary(path=None, num_examples=2000, image_size=56, seed=0):
     Args:
         path: optional file to write the model to (and to read it from if it
             exists).
+        multi_granularity_captions: bool. Also learn the words of the
+            shorter synthetic captions (the phrase and the sentence of
+            `synthetic_captions`, e.g. "circle," before the next object);
+            False keeps the vocabulary of the full captions alone.
 
     Returns:
         The serialized SentencePiece model (bytes).
@@ -77,6 +87,8 @@ def shapes_vocabulary(path=None, num_examples=2000, image_size=56, seed=0):
     for index in range(num_examples):
         example = dataset[index]
         texts += [example["web_caption"], example["synthetic_caption"]]
+        if multi_granularity_captions:
+            texts += list(example["synthetic_captions"][:-1])
     for name in shapes.SHAPE_CLASSES:
         texts += list(shapes.zero_shot_prompts(name))
     words = (

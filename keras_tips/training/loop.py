@@ -58,7 +58,11 @@ def build_tokenizer(recipe, output_dir=None):
         proto = data.tokenizer
     else:
         path = os.path.join(output_dir, "vocabulary.spm") if output_dir else None
-        proto = shapes_vocabulary(path, seed=data.seed)
+        proto = shapes_vocabulary(
+            path,
+            seed=data.seed,
+            multi_granularity_captions=data.multi_granularity_captions,
+        )
     return TIPSTokenizer(proto=proto, sequence_length=data.sequence_length)
 
 
@@ -71,7 +75,9 @@ def build_source(data):
             "train", data.num_examples, data.image_size, seed=data.seed,
             max_objects=data.max_objects,
         )
-        return dataset.image_text_source()
+        return dataset.image_text_source(
+            multi_granularity_captions=data.multi_granularity_captions
+        )
     if data.source == "jsonl":
         from keras_tips.data.sources import JsonlImageTextSource
 

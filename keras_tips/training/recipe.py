@@ -126,6 +126,14 @@ class DataConfig:
             scenes. The position grid, the evaluation and the exported
             preprocessor follow it. A multiple of the patch size.
         max_objects: most shapes per generated scene.
+        multi_granularity_captions: bool. Generated scenes give their
+            synthetic caption at three granularities (a phrase, one
+            sentence, the full description), of which one is drawn per
+            example and step, deterministically from the pipeline seed;
+            False gives the full description alone. File sources
+            (`"jsonl"`, `"array_record"`) are not affected: a list of
+            synthetic captions in their data is always drawn from (a list
+            is data).
         seed: seed of the generated scenes and of the shapes vocabulary.
         tokenizer: SentencePiece model file; None builds the shapes
             vocabulary (shapes only).
@@ -141,6 +149,7 @@ class DataConfig:
     num_examples: int = 4000
     image_size: int = 56
     max_objects: int = 4
+    multi_granularity_captions: bool = False
     seed: int = 0
     tokenizer: str | None = None
     sequence_length: int = 64
@@ -378,6 +387,11 @@ class PretrainRecipe:
                 "data.source must be 'shapes', 'jsonl' or 'array_record'; "
                 f"received {self.data.source!r}."
             )
+        if not isinstance(self.data.multi_granularity_captions, bool):
+            raise ValueError(
+                "data.multi_granularity_captions must be True or False. "
+                f"Received: {self.data.multi_granularity_captions!r}"
+            )
         if self.data.source != "shapes" and not self.data.path:
             raise ValueError(f"data.source={self.data.source!r} needs data.path.")
         if self.data.source != "shapes" and not self.data.tokenizer:
@@ -391,11 +405,15 @@ class PretrainRecipe:
         return dataclasses.asdict(self)
 
 
+_BOOLEAN_WORDS = {"true": True, "false": False}
+
+
 def apply_overrides(recipe, overrides):
     """Applies `section.field=value` (or deeper) overrides to a recipe.
 
     Values are Python literals (`50`, `0.1`, `"jsonl"`, `(0.9, 1.0)`,
-    `None`); anything that is not a literal is taken as a string. An
+    `None`) or `true` / `false` in any case (booleans, as a command line
+    writes them); anything else is taken as a string. An
     overridden followed field counts as set explicitly: `resolve` refuses it
     if it contradicts its source.
     """
@@ -405,10 +423,13 @@ def apply_overrides(recipe, overrides):
             raise ValueError(f"Override {override!r} is not of the form key=value.")
         key, text = override.split("=", 1)
         key = key.strip()
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text
+        if text.strip().lower() in _BOOLEAN_WORDS:
+            value = _BOOLEAN_WORDS[text.strip().lower()]
+        else:
+            try:
+                value = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                value = text
         _assign(recipe, key.split("."), value, key)
         for path in list(followed):
             if path == key or path.startswith(key + "."):

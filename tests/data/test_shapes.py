@@ -245,3 +245,47 @@ def test_skimage_photos_go_through_the_pipeline(tokenizer):
     assert pipeline.stats.records_skipped == 0
     assert pipeline.stats.counts[stats.CONVERTED_GRAYSCALE] >= 3
     assert pipeline.stats.counts[stats.CONVERTED_ALPHA] >= 1
+
+
+def test_synthetic_captions_at_three_granularities():
+    dataset = ShapesDataset("validation", 40, 56, seed=2)
+    for index in range(len(dataset)):
+        example = dataset[index]
+        phrase, sentence, full = example["synthetic_captions"]
+        assert full == example["synthetic_caption"]
+        assert len(phrase) < len(sentence) <= len(full)
+        order = sorted(example["objects"], key=lambda o: -o["visible_pixels"])
+        # The phrase names every object by colour and shape, most visible
+        # first; the sentence adds its size and region.
+        named = [f"a {o['colour']} {o['shape']}" for o in order]
+        assert phrase.replace(" and ", ", ").split(", ") == named
+        positions = [sentence.index(f"{o['size']} {o['colour']} {o['shape']} in the {o['region']}")
+                     for o in order]
+        assert positions == sorted(positions)
+        assert sentence.endswith(".") and "behind" not in sentence
+
+
+def test_colour_mask_marks_each_visible_object_with_its_colour():
+    dataset = ShapesDataset("test", 30, 56, seed=0)
+    for index in range(len(dataset)):
+        example = dataset[index]
+        colour_mask = example["colour_mask"]
+        np.testing.assert_array_equal(colour_mask > 0, example["class_mask"] > 0)
+        for k, obj in enumerate(example["objects"]):
+            visible = example["instance_mask"] == k + 1
+            assert np.all(colour_mask[visible] == shapes.COLOUR_NAMES.index(obj["colour"]) + 1)
+
+
+def test_object_scale_makes_shapes_bigger_and_keeps_scenes_otherwise():
+    plain = ShapesDataset("train", 30, 84, seed=1)
+    same = ShapesDataset("train", 30, 84, seed=1, object_scale=1.0)
+    big = ShapesDataset("train", 30, 84, seed=1, object_scale=1.5)
+    np.testing.assert_array_equal(plain[3]["image"], same[3]["image"])
+    extents = [(o["size"], o["extent"]) for i in range(30) for o in big[i]["objects"]]
+    for size, extent in extents:
+        low, high = shapes.SIZE_FRACTIONS[size]
+        assert 1.5 * low * 84 <= extent <= 1.5 * high * 84
+    foreground = lambda d: np.mean([(d[i]["class_mask"] > 0).mean() for i in range(30)])
+    assert foreground(big) > 1.3 * foreground(plain)
+    with pytest.raises(ValueError, match="object_scale"):
+        ShapesDataset("train", 4, 56, object_scale=2.5)

@@ -61,7 +61,8 @@ def built_by_the_loop(monkeypatch, recipe):
                 log["optimizer"] = optimizer
                 log["jit_compile"] = jit_compile
 
-            def image_text_source(self):
+            def image_text_source(self, **kwargs):
+                log[f"{name}_records"] = kwargs
                 return self
 
         return Recorder
@@ -80,7 +81,9 @@ def built_by_the_loop(monkeypatch, recipe):
         monkeypatch.setattr(target, recorder(name))
     monkeypatch.setattr(
         "keras_tips.data.vocabulary.shapes_vocabulary",
-        lambda path, seed: log.setdefault("vocabulary", {"path": path, "seed": seed}),
+        lambda path, seed, **kwargs: log.setdefault(
+            "vocabulary", dict(kwargs, path=path, seed=seed)
+        ),
     )
     tokenizer = loop.build_tokenizer(recipe)
     loop.build_pipeline(recipe, tokenizer)
@@ -118,6 +121,10 @@ def test_recipes_build_what_they_built_before(monkeypatch, path, overrides):
             "seed": shapes["seed"],
             "max_objects": shapes["max_objects"],
         }
+        # The full synthetic caption alone, as before captions had several
+        # granularities, and the vocabulary of those captions.
+        assert log["shapes_source_records"] == {"multi_granularity_captions": False}
+        assert log["vocabulary"]["multi_granularity_captions"] is False
         assert dataclasses.asdict(recipe.evaluation) == expected["evaluation"]
 
 
@@ -264,3 +271,24 @@ def test_default_recipe_resolves_and_the_optimizer_needs_its_length():
     assert recipe.data.pipeline.global_image_size == recipe.data.image_size
     with pytest.raises(ValueError, match="needs `total_steps`"):
         build_optimizer(OptimizerConfig())
+
+
+def test_multi_granularity_captions_is_one_switch_of_the_shapes_source():
+    from keras_tips.data.shapes import ShapesDataset
+
+    recipe = load_recipe(TINY, ["data.num_examples=8"])
+    assert recipe.data.multi_granularity_captions is False
+    dataset = ShapesDataset("train", 8, recipe.data.image_size, seed=recipe.data.seed)
+    assert loop.build_source(recipe.data)[2]["synthetic_caption"] == dataset[2]["synthetic_caption"]
+
+    recipe = load_recipe(TINY, ["data.num_examples=8", "data.multi_granularity_captions=true"])
+    assert recipe.data.multi_granularity_captions is True
+    record = loop.build_source(recipe.data)[2]
+    assert record["synthetic_caption"] == list(dataset[2]["synthetic_captions"])
+    assert record["synthetic_caption"][-1] == dataset[2]["synthetic_caption"]
+
+    for text, value in (("False", False), ("false", False), ("TRUE", True)):
+        recipe = load_recipe(TINY, [f"data.multi_granularity_captions={text}"])
+        assert recipe.data.multi_granularity_captions is value
+    with pytest.raises(ValueError, match="multi_granularity_captions must be True or False"):
+        load_recipe(TINY, ["data.multi_granularity_captions=yes"])

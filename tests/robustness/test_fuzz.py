@@ -359,8 +359,13 @@ def test_deserialize_record(data):
     event("parsed")
     assert set(record) == {"image", "caption", "synthetic_caption", "key", "error"}
     assert isinstance(record["key"], str)
-    for name in ("image", "caption", "synthetic_caption"):
+    for name in ("image", "caption"):
         assert record[name] is None or isinstance(record[name], bytes)
+    synthetic = record["synthetic_caption"]
+    if isinstance(synthetic, list):  # repeated "synthetic_captions" fields
+        assert synthetic and all(isinstance(c, bytes) for c in synthetic)
+    else:
+        assert synthetic is None or isinstance(synthetic, bytes)
 
 
 def test_deserialize_record_with_absurd_headers():
