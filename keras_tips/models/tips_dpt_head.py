@@ -398,6 +398,28 @@ class TIPSDPTHead(keras.Model):
             x = resize_bilinear(x, image_size, align_corners=False)
         return x
 
+    def compute_output_spec(self, features, image_size=None):
+        """The output's shape, from the shapes alone (no trace of `call`).
+
+        A symbolic trace would turn `image_size` into traced values, which
+        the resizing cannot use as sizes; the shape follows from the
+        architecture instead: 16 * ceil(g / 2) per side of a g-patch side,
+        or `image_size`.
+        """
+        pairs = self._check_features(features)
+        patches = pairs[-1][1]
+        if image_size is None:
+            image_size = tuple(
+                None if side is None else 16 * ((side + 1) // 2)
+                for side in patches.shape[1:3]
+            )
+        else:
+            image_size = tuple(int(side) for side in image_size)
+        return keras.KerasTensor(
+            (patches.shape[0], *image_size, self.output_channels),
+            dtype=self.compute_dtype,
+        )
+
     @property
     def bin_centers(self):
         """Depth bin centres (a float32 NumPy array), or None."""

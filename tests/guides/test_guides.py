@@ -23,15 +23,17 @@ GUIDES = (
     "pretraining_tips",
     "scaling_with_keras_distribution",
     "segmentation_head_on_frozen_tips",
+    "dpt_heads_on_frozen_tips",
 )
 
 
-def run_guide(name, tmp_path, device_count=None, finishes=True):
+def run_guide(name, tmp_path, device_count=None, finishes=True, quick=False):
     """Runs a guide; returns its stdout. Fails with the output's tail.
 
     `device_count` sets the number of (virtual) JAX CPU devices; `finishes`
     False expects the guide to stop early (successfully) instead of printing
-    its final "Done" line.
+    its final "Done" line; `quick` sets `KERAS_TIPS_GUIDE_QUICK=1` (a guide
+    that reads it runs at a reduced size).
     """
     env = dict(
         os.environ,
@@ -43,6 +45,9 @@ def run_guide(name, tmp_path, device_count=None, finishes=True):
     )
     env.pop("KERAS_TIPS_CHECKPOINT_BASE_URL", None)
     env.pop("XLA_FLAGS", None)
+    env.pop("KERAS_TIPS_GUIDE_QUICK", None)
+    if quick:
+        env["KERAS_TIPS_GUIDE_QUICK"] = "1"
     if device_count is not None:
         env["JAX_PLATFORMS"] = "cpu"
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={device_count}"
@@ -183,3 +188,25 @@ def test_segmentation_head_on_frozen_tips(tmp_path):
     assert "trainable parameters after unfreezing: 148,551" in out
     assert output_file(tmp_path, name, "predictions.png").is_file()
     assert output_file(tmp_path, name, "tips_segmenter.keras").is_file()
+
+
+def test_dpt_heads_on_frozen_tips(tmp_path):
+    name = "dpt_heads_on_frozen_tips"
+    out = run_guide(name, tmp_path, quick=True)
+    assert "quick run: True" in out
+    assert "encoder: width 64, 4 blocks, patch size 14" in out
+    assert "segmentation output: (None, 56, 56, 7)" in out
+    assert "depth        output: (None, 56, 56, 1)" in out
+    assert "encoder weights unchanged by training: True" in out
+    # Each head beats what it scores without looking at the image.
+    match = re.search(r"segmentation mIoU: (\S+) \(background everywhere: (\S+)\)", out)
+    assert match, out[-2000:]
+    assert float(match.group(1)) > float(match.group(2)) + 0.01, match.group(0)
+    match = re.search(r"depth RMSE: (\S+) \(mean depth everywhere: (\S+)\)", out)
+    assert match, out[-2000:]
+    assert float(match.group(1)) < 0.98 * float(match.group(2)), match.group(0)
+    match = re.search(r"predict_dense with the reloaded head: \(8, 56, 56, 1\), max difference (\S+)", out)
+    assert match, out[-2000:]
+    assert float(match.group(1)) < 1e-4
+    assert output_file(tmp_path, name, "dense_predictions.png").is_file()
+    assert output_file(tmp_path, name, "depth_head_preset/model.weights.h5").is_file()

@@ -273,3 +273,90 @@ def test_unreachable_source_gives_a_clear_error(tmp_path, monkeypatch):
         match="offline.*`keras-tips convert-dpt --checkpoint FILE --task normals --output DIR`",
     ):
         TIPSDPTHead.from_preset("tips_v2_b14_normals_dpt")
+
+
+def _dense_model(encoder, heads, image_size):
+    """A functional model: uint8 images -> frozen encoder blocks -> heads."""
+    grid = image_size // encoder.patch_size
+    layers = heads[0].encoder_layers
+    images = keras.Input((image_size, image_size, 3), dtype="uint8")
+    x = keras.layers.Rescaling(1.0 / 255.0)(images)
+    blocks = encoder(x, training=False, return_intermediates=layers)
+    features = [
+        (
+            blocks["intermediate_cls_1"][:, level],
+            keras.layers.Reshape((grid, grid, encoder.hidden_dim))(
+                blocks["intermediate_patches"][:, level]
+            ),
+        )
+        for level in range(len(layers))
+    ]
+    outputs = {
+        heads[0].task: heads[0](features, image_size=(image_size, image_size)),
+        heads[1].task: heads[1](features),
+    }
+    return keras.Model(images, outputs)
+
+
+@pytest.mark.multibackend
+def test_heads_train_with_fit_on_a_frozen_encoder(tmp_path):
+    from keras_tips import TIPSVisionEncoder
+
+    keras.utils.set_random_seed(0)
+    encoder = TIPSVisionEncoder(
+        hidden_dim=16, num_layers=2, num_heads=2, intermediate_dim=32,
+        position_grid_size=3,
+    )
+    # Frozen once built, as the guides do: on TensorFlow, the dense layers of
+    # an encoder frozen before it is built still create trainable variables.
+    encoder.build()
+    encoder.trainable = False
+    layers = (0, 0, 1, 1)
+    segmentation = TIPSDPTHead(
+        "segmentation", 16, layers, num_outputs=3, channels=8, name="segmentation"
+    )
+    depth = TIPSDPTHead(
+        "depth", 16, layers, num_outputs=4, channels=8, min_depth=0.1,
+        max_depth=1.0, name="depth",
+    )
+    # A 3 x 3 (odd) patch grid: the head's own map is 16 * ceil(3 / 2) = 32.
+    model = _dense_model(encoder, [segmentation, depth], image_size=42)
+    assert tuple(model.output["segmentation"].shape) == (None, 42, 42, 3)
+    assert tuple(model.output["depth"].shape) == (None, 32, 32, 1)
+    assert not encoder.trainable_weights
+    assert len(model.trainable_weights) == len(segmentation.weights) + len(depth.weights)
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (4, 42, 42, 3)).astype("uint8")
+    outputs = model.predict(images, verbose=0)
+    # The symbolic shapes are those of the computed maps.
+    assert outputs["segmentation"].shape == (4, 42, 42, 3)
+    assert outputs["depth"].shape == (4, 32, 32, 1)
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss={
+            "segmentation": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            "depth": "mae",
+        },
+    )
+    encoder_before = [w.copy() for w in encoder.get_weights()]
+    heads_before = [w.copy() for w in segmentation.get_weights() + depth.get_weights()]
+    targets = {
+        "segmentation": rng.integers(0, 3, (4, 42, 42)),
+        "depth": rng.uniform(0.2, 0.9, (4, 32, 32, 1)).astype("float32"),
+    }
+    history = model.fit(images, targets, batch_size=2, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    for before, after in zip(encoder_before, encoder.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    heads_after = segmentation.get_weights() + depth.get_weights()
+    assert all(not np.array_equal(a, b) for a, b in zip(heads_before, heads_after))
+
+    path = str(tmp_path / "dense.keras")
+    model.save(path)
+    reloaded = keras.saving.load_model(path)  # safe mode
+    expected = model.predict(images, verbose=0)
+    again = reloaded.predict(images, verbose=0)
+    for key in expected:
+        np.testing.assert_allclose(again[key], expected[key], atol=1e-5)
