@@ -276,3 +276,10 @@ def require_backend(backend_name, purpose):
             f"backend (running: {running}). Set KERAS_BACKEND={backend_name} "
             "before Python starts (a TIPS preset loads on every backend)."
         )
+
+
+def running_backend():
+    """The name of the running Keras backend (`"jax"`, `"tensorflow"` or
+    `"torch"`), for messages and reports; code that behaves differently per
+    backend belongs in this package's kernel modules instead."""
+    return keras.backend.backend()

@@ -65,11 +65,12 @@ def _run_convert(args):
 def _version():
     import keras
 
+    from keras_tips.backend import running_backend
     from keras_tips.version import __version__
 
     return (
         f"keras-tips {__version__} (Keras {keras.__version__}, backend "
-        f"{keras.backend.backend()})"
+        f"{running_backend()})"
     )
 
 
