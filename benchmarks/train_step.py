@@ -271,7 +271,7 @@ def build_pretrainer(recipe, shape, remat, optimizer=None):
         else contextlib.nullcontext()
     )
     with scope:
-        return build_from_recipe(recipe, shape.vocabulary_size, optimizer)
+        return build_from_recipe(recipe, shape.vocabulary_size, optimizer=optimizer)
 
 
 def matmul_peak_flops(size=2048, repeats=5, dtype="float32"):
