@@ -17,6 +17,7 @@ below) or [assumption] (this recipe's choice, with its reason).
 | position grid         | 32 x 32, interpolated to the crop                  |
 | text tower            | 768 wide, 12 blocks, 12 heads, 64 tokens           |
 | global / local crops  | 1 x 224 px / 6 x 98 px                             |
+| caption-paired crop   | its own mild crop and caption-aware flip           |
 | masking               | 75 % of patches, block-wise, half of the images    |
 | patch loss            | iBOT++: all tokens, visible weight 1.0             |
 | teacher               | heads only, momentum 0.994 -> 1.0                  |
@@ -41,6 +42,10 @@ Sources and decisions (the open questions of the TIPSv2 recipe):
   the N tokens of each image (`objective.visible_token_weight=1.0`), then a
   mean over the images (`objective.ibot_averaging="masked_images"`: under
   iBOT++ every image has loss tokens, so every image counts), times 2.0.
+* [assumption] Augmentation: as `recipes/tips_b14_webli.py` — the
+  captions are paired with a crop of their own (open_clip's mild resized
+  crop and the caption-aware flip, no photometric change), the
+  self-distillation views get DINOv2's photometric stack.
 * [assumption] Masks (question 2): block-wise, on half of the images, as
   in TIPS and iBOT; the unmasked half then contributes pure teacher-student
   agreement on visible tokens.
@@ -84,6 +89,10 @@ The TIPSv2 arms of an ablation switch one field each:
 """
 
 from keras_tips.data.masking import PatchMaskConfig
+from keras_tips.data.transforms import CAPTIONED_CROP
+from keras_tips.data.transforms import DINO_GLOBAL_CROP
+from keras_tips.data.transforms import DINO_LOCAL_CROP
+from keras_tips.data.transforms import AugmentationConfig
 from keras_tips.training.optimizers import OptimizerConfig
 from keras_tips.training.recipe import DataConfig
 from keras_tips.training.recipe import ModelConfig
@@ -146,6 +155,11 @@ def recipe():
                 local_crop_count=6,
                 local_image_size=98,
                 mask=PatchMaskConfig(ratio=0.75, mode="block", probability=0.5),
+                augmentation=AugmentationConfig(
+                    contrastive_crop=CAPTIONED_CROP,
+                    global_crop=DINO_GLOBAL_CROP,
+                    local_crop=DINO_LOCAL_CROP,
+                ),
                 worker_count=16,
             ),
         ),
