@@ -525,13 +525,15 @@ def _short(error):
     return error.strip().splitlines()[-1][:60] if error.strip() else "not compiled"
 
 
-def write_section(path, markdown):
-    """Replaces the section between the markers in `path` (appends it when
-    absent)."""
+def write_section(path, markdown, begin=None, end=None):
+    """Replaces the section between the markers `begin` and `end` (default:
+    the memory plan's) in `path`, markers included, by `markdown`, which
+    carries them; appends it when they are absent."""
+    begin, end = begin or SECTION_BEGIN, end or SECTION_END
     text = open(path, encoding="utf-8").read() if os.path.exists(path) else ""
-    if SECTION_BEGIN in text and SECTION_END in text:
-        head, rest = text.split(SECTION_BEGIN, 1)
-        tail = rest.split(SECTION_END, 1)[1]
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1]
         text = head + markdown + tail
     else:
         text = text.rstrip("\n") + "\n\n" + markdown + "\n"

@@ -163,3 +163,19 @@ def test_accelerator_path_runs_on_the_cpu_at_tiny_sizes(tmp_path):
     for row in rows:
         rate = float(row.split("|")[3])
         assert rate > 0
+
+
+def test_objective_options_report_gives_ratios_against_the_tips_arm():
+    from benchmarks import objective_options
+
+    def arm(peak, rate, values):
+        return {"peak_bytes": peak, "flops_per_step": 2e9,
+                "values_held": values, "images_per_second": rate}
+
+    results = {"TIPS": arm(100 * 2**20, 10.0, 2e6),
+               "heads-only": arm(80 * 2**20, 12.5, 1.5e6)}
+    markdown = objective_options.report(results, objective_options.common.TINY_SHAPES_RECIPE, 8)
+    assert markdown.startswith(objective_options.SECTION_BEGIN)
+    assert markdown.endswith(objective_options.SECTION_END)
+    assert "| heads-only | 80.0 | 0.80x | 2.00 | 1.50 | 12.5 | 1.25x |" in markdown
+    assert "| TIPS | 100.0 | 1.00x | 2.00 | 2.00 | 10.0 | 1.00x |" in markdown
