@@ -442,8 +442,10 @@ except ValueError as error:
 
 """
 A run directory receives `recipe.json` (the resolved recipe),
-`checkpoints/`, `history.jsonl` (the logged metrics of every checkpoint
-interval) and, at the end, the exported student in `preset/`.
+`checkpoints/` (a folder per saved step, the last three kept, and each
+process's data position in `data_process_<i>/`), `history.jsonl` (the
+logged metrics of every checkpoint interval) and, at the end, the exported
+student in `preset/`.
 
 The same from Python, with this guide's smaller sizes and two checkpoint
 intervals of 8 steps:

@@ -150,7 +150,10 @@ def test_pretraining_tips(tmp_path):
     assert "steps trained: 30" in out
     match = re.search(r"max \|loss - weighted sum\|: (\S+)", out)
     assert match and float(match.group(1)) < 1e-3
-    assert "checkpoints: ['latest', 'step_00000008', 'step_00000016']" in out
+    assert (
+        "checkpoints: ['data_process_0', 'latest', 'step_00000008', 'step_00000016']"
+        in out
+    )
     assert "resumed run ends like the uninterrupted one: True" in out
     assert output_file(tmp_path, name, "run/preset/model.weights.h5").is_file()
     assert output_file(tmp_path, name, "tiny_tips_preset/model.weights.h5").is_file()
