@@ -43,9 +43,13 @@ def add_export(subparsers):
     )
     parser.add_argument("--preset", required=True,
                         help="registered name, preset directory or hf:// handle")
-    parser.add_argument("--tower", required=True, choices=TOWERS)
+    parser.add_argument("--tower", required=True, choices=TOWERS,
+                        help="vision (images -> cls_1, cls_2, patches) or text "
+                        "(token ids and padding mask -> text_embeddings)")
     parser.add_argument("--format", required=True, choices=sorted(EXPORT_FORMATS),
-                        dest="export_format")
+                        dest="export_format",
+                        help="the serving format; each exports on one backend "
+                        "(see above)")
     parser.add_argument("--output", required=True,
                         help="directory (saved_model) or .tflite / .onnx file")
     parser.add_argument(

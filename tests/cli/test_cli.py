@@ -13,7 +13,7 @@ from tests.conftest import reference_dir
 
 VERBS = (
     "convert", "convert-dpt", "pretrain", "ablation", "evaluate", "embed", "classify",
-    "show", "predict", "demo",
+    "show", "predict", "demo", "export",
 )
 
 
