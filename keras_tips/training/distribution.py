@@ -41,8 +41,12 @@ def get_layout_map(device_mesh, model_axis=MODEL_AXIS):
 
     Megatron-style: the first matmul of each pair (QKV, MLP in) is split along
     its output features, the second (attention out, MLP out) along its input
-    features, so each block needs one reduction per pair. Embedding tables
-    and prototype matrices are split along their large axis; everything else
+    features, so each block needs one reduction per pair. The token
+    embedding is split along its features: the text tower has no output
+    layer over the vocabulary that a split along the vocabulary would serve,
+    and a vocabulary size need not divide by the model-parallel size (the
+    shapes vocabulary has 209 pieces), while the tower's width must anyway.
+    Prototype matrices are split along their large axis; everything else
     (norms, LayerScale, tokens, biases) is replicated.
 
     Args:
@@ -70,7 +74,7 @@ def get_layout_map(device_mesh, model_axis=MODEL_AXIS):
     layout_map[r".*mlp/fc2/kernel"] = split_in
     layout_map[r".*mlp/w12/kernel"] = split_out
     layout_map[r".*mlp/w3/kernel"] = split_in
-    layout_map[r".*token_embedding/embeddings"] = split_in
+    layout_map[r".*token_embedding/embeddings"] = split_out
     layout_map[r".*head.*/prototypes"] = split_out
     return layout_map
 
