@@ -186,3 +186,24 @@ def test_script_writes_the_readme_section_from_ablation_json(tmp_path, monkeypat
     with pytest.raises(SystemExit, match="marker"):
         _run_script(monkeypatch, str(results), str(readme))
     assert readme.read_text() == "no markers\n"
+
+
+def test_the_tipsv2_arm_trains_with_every_v2_option(tmp_path):
+    base = load_recipe(TINY, TWO_STEPS)
+    name = "+heads-only EMA (TIPSv2)"
+    seen = []
+
+    def evaluate(recipe, preset_dir):
+        assert os.path.isfile(os.path.join(preset_dir, "config.json"))
+        seen.append(recipe)
+        return {"zero_shot_segmentation/miou": 0.0}
+
+    raw = ablation.run_ablation(base, str(tmp_path), seeds=(0,),
+                                arms={name: ablation.ABLATION_ARMS[name]},
+                                evaluate=evaluate, log=lambda line: None)
+    (recipe,) = seen
+    assert recipe.objective.mask_loss_tokens == "all"
+    assert recipe.objective.teacher == "heads_only"
+    assert recipe.data.multi_granularity_captions is True
+    run = raw["runs"][name]["0"]
+    assert run["train/mask"] > 0 and run["train/distill"] > 0
