@@ -57,6 +57,33 @@ def prepare_shard_paths(output_dir, prefix, num_shards, overwrite):
     ]
 
 
+def storable_synthetic_caption(synthetic_caption):
+    """A synthetic caption as a shard stores it, and how many of its list
+    entries were left out: entries that are not strings (None after
+    reading) cannot be stored, so they are dropped and counted.
+
+    Returns:
+        `(caption, dropped)`: the caption (a string, None or a list of
+        strings) and an int.
+    """
+    if not isinstance(synthetic_caption, list):
+        return synthetic_caption, 0
+    kept = [c for c in synthetic_caption if c is not None]
+    return kept, len(synthetic_caption) - len(kept)
+
+
+def conversion_summary(shard_paths, written, skipped, entries_dropped):
+    """The summary a conversion into shards returns (see
+    `write_array_record`)."""
+    return {
+        "shards": shard_paths,
+        "records_written": written,
+        "records_skipped": sum(skipped.values()),
+        "skipped": skipped,
+        "caption_entries_dropped": entries_dropped,
+    }
+
+
 def write_array_record(
     jsonl_path,
     output_dir,
@@ -138,10 +165,10 @@ def write_array_record(
                         kind = stats.MISSING_FILE
                         skipped[kind] = skipped.get(kind, 0) + 1
                         continue
-                    if isinstance(synthetic_caption, list):
-                        kept = [c for c in synthetic_caption if c is not None]
-                        entries_dropped += len(synthetic_caption) - len(kept)
-                        synthetic_caption = kept
+                    synthetic_caption, dropped = storable_synthetic_caption(
+                        synthetic_caption
+                    )
+                    entries_dropped += dropped
                     writer.write(
                         serialize_record(
                             image=image,
@@ -154,13 +181,7 @@ def write_array_record(
             finally:
                 writer.close()
             progress.set_postfix(written=written, skipped=sum(skipped.values()))
-    summary = {
-        "shards": shard_paths,
-        "records_written": written,
-        "records_skipped": sum(skipped.values()),
-        "skipped": skipped,
-        "caption_entries_dropped": entries_dropped,
-    }
+    summary = conversion_summary(shard_paths, written, skipped, entries_dropped)
     logger.info(
         "Wrote %d records into %d ArrayRecord shards in %s (skipped: %s; "
         "non-string synthetic caption list entries left out: %d).",

@@ -44,7 +44,9 @@ import tarfile
 from keras_tips.data import stats
 from keras_tips.data.records import serialize_record
 from keras_tips.data.shards import ARRAY_RECORD_WRITER_OPTIONS
+from keras_tips.data.shards import conversion_summary
 from keras_tips.data.shards import prepare_shard_paths
+from keras_tips.data.shards import storable_synthetic_caption
 from keras_tips.data.sources import _caption_value
 from keras_tips.data.sources import _synthetic_caption_value
 
@@ -235,25 +237,16 @@ def write_webdataset_array_record(
                         kind = stats.INVALID_RECORD
                         skipped[kind] = skipped.get(kind, 0) + 1
                         continue
-                    synthetic = record["synthetic_caption"]
-                    if isinstance(synthetic, list):
-                        # As `write_array_record` does: list entries that
-                        # are not strings are left out, and counted.
-                        kept = [c for c in synthetic if c is not None]
-                        entries_dropped += len(synthetic) - len(kept)
-                        record["synthetic_caption"] = kept
+                    record["synthetic_caption"], dropped = (
+                        storable_synthetic_caption(record["synthetic_caption"])
+                    )
+                    entries_dropped += dropped
                     writer.write(serialize_record(**record))
                     written += 1
             finally:
                 writer.close()
             progress.set_postfix(written=written, skipped=sum(skipped.values()))
-    summary = {
-        "shards": shard_paths,
-        "records_written": written,
-        "records_skipped": sum(skipped.values()),
-        "skipped": skipped,
-        "caption_entries_dropped": entries_dropped,
-    }
+    summary = conversion_summary(shard_paths, written, skipped, entries_dropped)
     logger.info(
         "Wrote %d records from %d tar files into ArrayRecord shards in %s "
         "(skipped: %s; non-string synthetic caption list entries left out: "
