@@ -24,6 +24,9 @@ def add_demo(subparsers):
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="recipe override, e.g. --set train.total_steps=100")
     parser.add_argument("--num-test", type=int, default=300, help="test scenes evaluated")
+    parser.add_argument("--readme", default=None, metavar="FILE",
+                        help="also write the results into FILE's demo section "
+                             "(between its demo markers), e.g. README.md")
     parser.set_defaults(run=run_demo)
 
 
@@ -59,6 +62,11 @@ def run_demo(args):
 
     recipe = load_recipe(args.recipe or _default_recipe(), args.overrides)
     data = recipe.data
+    if args.readme:
+        # Refused now, not after minutes of training.
+        from keras_tips.cli.demo_table import check_readme
+
+        check_readme(args.readme)
     start = time.time()
     print(f"[1/4] Pretraining {recipe.name} for {recipe.train.total_steps} steps in {args.output}")
     pretrain(recipe, args.output, verbose=0,
@@ -88,6 +96,11 @@ def run_demo(args):
         f.write(table + "\n")
     with open(os.path.join(args.output, "results.json"), "w", encoding="utf-8") as f:
         json.dump(results, f, indent=1)
+    if args.readme:
+        from keras_tips.cli.demo_table import write_demo_section
+
+        write_demo_section(results, args.readme)
+        print(f"  wrote the demo section of {args.readme}")
 
     print("[3/4] Drawing pictures")
     run_show(argparse.Namespace(

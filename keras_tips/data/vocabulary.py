@@ -18,7 +18,7 @@ from keras_tips.atomic_files import write_atomically
 from keras_tips.models.tips_tokenizer import lower_ascii
 
 
-def train_sentencepiece(texts, vocabulary_size=None, model_type="word"):
+def train_sentencepiece(texts, vocabulary_size=None, model_type="bpe"):
     """Trains a SentencePiece model with the TIPS special-token layout.
 
     Args:
@@ -27,9 +27,11 @@ def train_sentencepiece(texts, vocabulary_size=None, model_type="word"):
             piece: for `"word"`, the words plus the special and character
             pieces; for `"bpe"`, enough merges to spell every word (run of
             letters or digits) as one piece. Required for `"unigram"`.
-        model_type: `"word"`, `"unigram"` or `"bpe"`. A `"word"` model keeps
-            punctuation attached (`"circle."` and `"circle"` are unrelated
-            pieces); `"bpe"` and `"unigram"` split it off.
+        model_type: `"bpe"` (the default), `"unigram"` or `"word"`. A
+            `"word"` model keeps punctuation attached (`"circle."` and
+            `"circle"` are unrelated pieces, so a zero-shot prompt ending in
+            a full stop misses the word its captions taught); `"bpe"` and
+            `"unigram"` split it off.
 
     Returns:
         The serialized model (bytes), ready for `TIPSTokenizer(proto=...)`.

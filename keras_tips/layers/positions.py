@@ -1,8 +1,9 @@
-"""Positional encodings: fixed sinusoids (text) and resizing learned grids
-(image)."""
+"""Positional encodings: fixed sinusoids (text), resizing learned grids
+(image) and a sinusoidal start for a learned grid."""
 
 import math
 
+import keras
 from keras import ops
 
 from keras_tips import backend
@@ -84,3 +85,65 @@ def resize_position_grid(grid, target_height, target_width):
         data_format="channels_last",
     )
     return ops.cast(resized, grid.dtype)
+
+
+def sinusoidal_position_grid(grid_size, dim):
+    """Fixed 2-D sinusoids on a square patch grid, flattened row-major.
+
+    The first `dim // 2` channels encode the patch row and the others the
+    column, each as `sinusoidal_positions` of that axis (the MAE layout).
+
+    Args:
+        grid_size: int. Side of the patch grid.
+        dim: int. Embedding width.
+
+    Returns:
+        A float32 tensor of shape (grid_size**2, dim).
+
+    Example:
+    ```python
+    table = sinusoidal_position_grid(4, 96)  # (16, 96)
+    ```
+    """
+    rows = sinusoidal_positions(grid_size, dim // 2)
+    cols = sinusoidal_positions(grid_size, dim - dim // 2)
+    rows = ops.broadcast_to(rows[:, None, :], (grid_size, grid_size, dim // 2))
+    cols = ops.broadcast_to(
+        cols[None, :, :], (grid_size, grid_size, dim - dim // 2)
+    )
+    grid = ops.concatenate([rows, cols], axis=-1)
+    return ops.reshape(grid, (grid_size * grid_size, dim))
+
+
+@keras.saving.register_keras_serializable(package="keras_tips")
+class SinusoidalPositionTableInitializer(keras.initializers.Initializer):
+    """Starts a `(1, 1 + side**2, D)` image position table as 2-D sinusoids.
+
+    The CLS entry starts at zero and the patch grid as
+    `sinusoidal_position_grid`: entries of order 1, so that a tower trained
+    from scratch tells patch positions apart from the first step (a
+    truncated normal of 0.02 is swamped by the patch embeddings, and the
+    tower then sees a bag of patches). The table stays a learned weight.
+
+    Example:
+    ```python
+    initializer = SinusoidalPositionTableInitializer()
+    table = initializer((1, 17, 96))  # a 4 x 4 grid and the CLS entry
+    ```
+    """
+
+    def __call__(self, shape, dtype=None):
+        if len(shape) != 3 or shape[0] != 1:
+            raise ValueError(
+                "Expected a position table shape (1, 1 + side**2, dim). "
+                f"Received: {tuple(shape)}"
+            )
+        side = math.isqrt(shape[1] - 1)
+        if side * side != shape[1] - 1:
+            raise ValueError(
+                f"A position table of {shape[1]} entries is not one CLS entry "
+                "plus a square grid."
+            )
+        grid = sinusoidal_position_grid(side, shape[2])
+        table = ops.concatenate([ops.zeros((1, shape[2])), grid], axis=0)
+        return ops.cast(table[None], dtype or "float32")

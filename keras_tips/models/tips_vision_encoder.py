@@ -7,8 +7,28 @@ import keras
 from keras import ops
 
 from keras_tips import backend
+from keras_tips.layers.positions import SinusoidalPositionTableInitializer
 from keras_tips.layers.positions import resize_position_grid
 from keras_tips.layers.transformer_blocks import VisionTransformerBlock
+
+
+POSITION_INITIALIZERS = ("truncated_normal", "sinusoidal")
+
+
+def _as_tuple(value):
+    return value if isinstance(value, tuple) else (value,)
+
+
+def _pixel_statistic(name, value):
+    """A float, or a tuple of 3 per-channel floats (lists from configs)."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != 3:
+            raise ValueError(
+                f"`{name}` must be a float or 3 per-channel floats. "
+                f"Received: {value}"
+            )
+        return tuple(float(v) for v in value)
+    return float(value)
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
@@ -37,6 +57,19 @@ class TIPSVisionEncoder(keras.layers.Layer):
         layer_norm_epsilon: float. LayerNorm epsilon (1e-6).
         drop_path_rate: float. Stochastic depth of the last block; earlier
             blocks get linearly smaller rates.
+        pixel_mean: float or 3 floats. Subtracted from the [0, 1] pixels
+            before the patch embedding (0 for the official checkpoints,
+            which take [0, 1] pixels as they are).
+        pixel_std: float or 3 floats. Divides the pixels after
+            `pixel_mean` (1 for the official checkpoints). A tower trained
+            from scratch learns shapes far sooner from centred pixels of
+            unit-order spread (`pixel_mean=0.5, pixel_std=0.25`) than from
+            [0, 1] ones, whose common offset dominates every patch
+            embedding; callers keep passing [0, 1] images either way.
+        position_initializer: `"truncated_normal"` (std 0.02, as DINOv2) or
+            `"sinusoidal"` (2-D sinusoids, see
+            `SinusoidalPositionTableInitializer`) for the learned position
+            table. Only training from scratch sees the difference.
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Example:
@@ -63,9 +96,24 @@ class TIPSVisionEncoder(keras.layers.Layer):
         layer_scale_init_value=1e-5,
         layer_norm_epsilon=1e-6,
         drop_path_rate=0.0,
+        pixel_mean=0.0,
+        pixel_std=1.0,
+        position_initializer="truncated_normal",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.pixel_mean = _pixel_statistic("pixel_mean", pixel_mean)
+        self.pixel_std = _pixel_statistic("pixel_std", pixel_std)
+        if any(value <= 0 for value in _as_tuple(self.pixel_std)):
+            raise ValueError(
+                f"`pixel_std` must be > 0. Received: {pixel_std}"
+            )
+        if position_initializer not in POSITION_INITIALIZERS:
+            raise ValueError(
+                "`position_initializer` must be one of "
+                f"{POSITION_INITIALIZERS}. Received: {position_initializer!r}"
+            )
+        self.position_initializer = position_initializer
         self.hidden_dim = int(hidden_dim)
         self.num_layers = int(num_layers)
         self.num_heads = int(num_heads)
@@ -121,7 +169,11 @@ class TIPSVisionEncoder(keras.layers.Layer):
         self.position_embedding = self.add_weight(
             name="position_embedding",
             shape=(1, 1 + self.position_grid_size**2, dim),
-            initializer=token_init,
+            initializer=(
+                SinusoidalPositionTableInitializer()
+                if self.position_initializer == "sinusoidal"
+                else token_init
+            ),
         )
         self.patch_embedding.build((None, None, None, 3))
         for block in self.blocks:
@@ -147,10 +199,19 @@ class TIPSVisionEncoder(keras.layers.Layer):
                     f"to a multiple of {self.patch_size} first."
                 )
 
+    def _normalize_pixels(self, images):
+        if self.pixel_mean == 0.0 and self.pixel_std == 1.0:
+            return ops.cast(images, self.compute_dtype)
+        # In float32, then cast: bfloat16 pixels lose precision otherwise.
+        images = ops.cast(images, "float32")
+        mean = ops.convert_to_tensor(self.pixel_mean, "float32")
+        std = ops.convert_to_tensor(self.pixel_std, "float32")
+        return ops.cast((images - mean) / std, self.compute_dtype)
+
     def embed(self, images, patch_mask=None):
         """Turns images into the `[CLS1, CLS2, patches]` token sequence."""
         self._check_static_shape(images.shape)
-        images = ops.cast(images, self.compute_dtype)
+        images = self._normalize_pixels(images)
         shape = ops.shape(images)
         batch = shape[0]
         grid_h = shape[1] // self.patch_size
@@ -319,6 +380,9 @@ class TIPSVisionEncoder(keras.layers.Layer):
                 "layer_scale_init_value": self.layer_scale_init_value,
                 "layer_norm_epsilon": self.layer_norm_epsilon,
                 "drop_path_rate": self.drop_path_rate,
+                "pixel_mean": self.pixel_mean,
+                "pixel_std": self.pixel_std,
+                "position_initializer": self.position_initializer,
             }
         )
         return config

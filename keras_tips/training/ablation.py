@@ -395,7 +395,7 @@ def write_readme_section(path, markdown, begin=README_BEGIN, end=README_END):
     if start < 0 or stop < start:
         raise ValueError(
             f"{path} has no '{begin}' ... '{end}' section; add the two marker "
-            "lines where the ablation table belongs."
+            "lines where the table belongs."
         )
     updated = text[: start + len(begin)] + "\n" + markdown.strip() + "\n" + text[stop:]
     write_atomically(path, updated)

@@ -169,7 +169,10 @@ def build_pipeline(recipe, tokenizer):
 
 
 # Tower settings that do not change the network a preset's weights describe.
-_NOT_ARCHITECTURE = ("name", "trainable", "dtype", "drop_path_rate", "layer_scale_init_value")
+_NOT_ARCHITECTURE = (
+    "name", "trainable", "dtype", "drop_path_rate", "layer_scale_init_value",
+    "position_initializer",
+)
 # Where a tower setting comes from in a recipe, when not `model.<tower>.<key>`.
 _RECIPE_SOURCES = {
     ("text", "max_sequence_length"): "data.sequence_length",

@@ -179,3 +179,23 @@ def test_objective_options_report_gives_ratios_against_the_tips_arm():
     assert markdown.endswith(objective_options.SECTION_END)
     assert "| heads-only | 80.0 | 0.80x | 2.00 | 1.50 | 12.5 | 1.25x |" in markdown
     assert "| TIPS | 100.0 | 1.00x | 2.00 | 2.00 | 10.0 | 1.00x |" in markdown
+
+
+def test_shape_learning_trains_each_arm_and_reports_mean_and_spread():
+    from benchmarks import shape_learning
+
+    arms = {"official start": shape_learning.OFFICIAL_INPUT, "recipe": {}}
+    results, recipe = shape_learning.measure(
+        common.TINY_SHAPES_RECIPE, steps=3, seeds=2, num_train=64, num_test=32,
+        arms=arms, progress=lambda message: None,
+    )
+    assert set(results) == set(arms)
+    for accuracies in results.values():
+        assert len(accuracies) == 2 and all(0.0 <= a <= 1.0 for a in accuracies)
+    markdown = shape_learning.report(
+        {"a": [0.5, 0.7], "b": [0.2, 0.2]}, recipe, common.TINY_SHAPES_RECIPE, 3
+    )
+    assert markdown.startswith(shape_learning.SECTION_BEGIN)
+    assert "| a | 0.600 | 0.100 | 0.500, 0.700 |" in markdown
+    assert "| b | 0.200 | 0.000 | 0.200, 0.200 |" in markdown
+    assert "chance 0.167" in markdown
