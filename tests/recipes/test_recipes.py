@@ -97,9 +97,14 @@ def test_docstring_tables_say_what_the_recipes_set():
         f"{text['num_heads']} heads, {recipe.data.sequence_length} tokens"
     )
     grid = vision["position_grid_size"]
+    assert recipe.data.max_objects == 1
     assert rows["data"] == (
-        f"{recipe.data.num_examples:,} generated scenes, {recipe.data.image_size} px "
-        f"({grid} x {grid} patches)"
+        f"{recipe.data.num_examples:,} generated scenes of one large shape, "
+        f"{recipe.data.image_size} px ({grid} x {grid} patches)"
+    )
+    assert rows["image input"] == (
+        f"centred pixels (mean {vision['pixel_mean']}, std {vision['pixel_std']}), "
+        f"{vision['position_initializer']} position start"
     )
     assert rows["crops"] == (
         f"1 global {pipeline.global_image_size} px, {pipeline.local_crop_count} "

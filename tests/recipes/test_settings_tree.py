@@ -39,7 +39,6 @@ TINY_CHANGED_SINCE = [
     "data.object_scale=1.0",
     "data.sequence_length=64",
     "train.total_steps=1200",
-    "train.steps_per_checkpoint=200",
 ]
 # Tower settings added since, whose defaults are the towers built then.
 VISION_SETTINGS_ADDED = {
@@ -229,11 +228,11 @@ def test_sources_move_what_follows_them():
 @pytest.mark.parametrize(
     "override, source",
     [
-        ("optimizer.total_steps=500", "train.total_steps=1200"),
+        ("optimizer.total_steps=500", "train.total_steps=1800"),
         ("data.pipeline.global_image_size=112", "data.image_size=56"),
         ("data.pipeline.patch_size=8", "model.vision.patch_size=14"),
         ("data.pipeline.seed=1", "train.seed=0"),
-        ("model.text.max_sequence_length=32", "data.sequence_length=64"),
+        ("model.text.max_sequence_length=32", "data.sequence_length=16"),
     ],
 )
 def test_contradictory_overrides_are_refused(override, source):
@@ -261,8 +260,8 @@ def test_agreeing_overrides_are_accepted():
     recipe = load_recipe(TINY, ["optimizer.total_steps=600", "train.total_steps=600"])
     assert recipe.optimizer.total_steps == 600
     assert loop_optimizer_total_steps(recipe) == 600
-    recipe = load_recipe(TINY, ["optimizer.total_steps=1200"])
-    assert recipe.optimizer.total_steps == 1200
+    recipe = load_recipe(TINY, ["optimizer.total_steps=1800"])
+    assert recipe.optimizer.total_steps == 1800
 
 
 def loop_optimizer_total_steps(recipe):
@@ -365,7 +364,10 @@ def test_multi_granularity_captions_is_one_switch_of_the_shapes_source():
 
     recipe = load_recipe(TINY, ["data.num_examples=8"])
     assert recipe.data.multi_granularity_captions is False
-    dataset = ShapesDataset("train", 8, recipe.data.image_size, seed=recipe.data.seed)
+    dataset = ShapesDataset(
+        "train", 8, recipe.data.image_size, seed=recipe.data.seed,
+        max_objects=recipe.data.max_objects, object_scale=recipe.data.object_scale,
+    )
     assert loop.build_source(recipe.data)[2]["synthetic_caption"] == dataset[2]["synthetic_caption"]
 
     recipe = load_recipe(TINY, ["data.num_examples=8", "data.multi_granularity_captions=true"])
