@@ -324,6 +324,31 @@ def report_markdown(markdown, output=None):
         log(f"wrote {output}")
 
 
+def write_section(path, markdown, begin, end):
+    """Replaces the section between the markers `begin` and `end` in `path`,
+    markers included, by `markdown`, which carries them; appends it when
+    they are absent."""
+    text = open(path, encoding="utf-8").read() if os.path.exists(path) else ""
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1]
+        text = head + markdown + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + markdown + "\n"
+    from keras_tips.atomic_files import write_atomically
+
+    write_atomically(path, text)
+
+
+def report_section(markdown, output, begin, end):
+    """Prints a report section and, given a path, also puts it in its
+    place there (`write_section`)."""
+    print(markdown)
+    if output:
+        write_section(output, markdown, begin, end)
+        log(f"wrote {output}")
+
+
 def markdown_table(headers, rows, align=None):
     """A Markdown table; `align` is a string of 'l'/'r' per column
     (default: first column left, the others right)."""

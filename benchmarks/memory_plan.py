@@ -526,20 +526,10 @@ def _short(error):
 
 
 def write_section(path, markdown, begin=None, end=None):
-    """Replaces the section between the markers `begin` and `end` (default:
-    the memory plan's) in `path`, markers included, by `markdown`, which
-    carries them; appends it when they are absent."""
-    begin, end = begin or SECTION_BEGIN, end or SECTION_END
-    text = open(path, encoding="utf-8").read() if os.path.exists(path) else ""
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        tail = rest.split(end, 1)[1]
-        text = head + markdown + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + markdown + "\n"
-    from keras_tips.atomic_files import write_atomically
+    """`common.write_section`, by default at the memory plan's markers."""
+    from benchmarks import common
 
-    write_atomically(path, text)
+    common.write_section(path, markdown, begin or SECTION_BEGIN, end or SECTION_END)
 
 
 # --- Command line ---------------------------------------------------------------

@@ -142,12 +142,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     results = measure(args.recipe, args.per_device_batch, args.rounds, args.steps)
     markdown = report(results, args.recipe, args.per_device_batch)
-    print(markdown)
-    if args.output:
-        from benchmarks import memory_plan
-
-        memory_plan.write_section(args.output, markdown, SECTION_BEGIN, SECTION_END)
-        common.log(f"wrote {args.output}")
+    common.report_section(markdown, args.output, SECTION_BEGIN, SECTION_END)
 
 
 if __name__ == "__main__":

@@ -151,12 +151,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     results, recipe = measure(args.recipe, args.steps, args.seeds)
     markdown = report(results, recipe, args.recipe, args.steps)
-    print(markdown)
-    if args.output:
-        from benchmarks import memory_plan
-
-        memory_plan.write_section(args.output, markdown, SECTION_BEGIN, SECTION_END)
-        common.log(f"wrote {args.output}")
+    common.report_section(markdown, args.output, SECTION_BEGIN, SECTION_END)
 
 
 if __name__ == "__main__":

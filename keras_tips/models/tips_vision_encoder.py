@@ -62,10 +62,11 @@ class TIPSVisionEncoder(keras.layers.Layer):
             which take [0, 1] pixels as they are).
         pixel_std: float or 3 floats. Divides the pixels after
             `pixel_mean` (1 for the official checkpoints). A tower trained
-            from scratch learns shapes far sooner from centred pixels of
-            unit-order spread (`pixel_mean=0.5, pixel_std=0.25`) than from
-            [0, 1] ones, whose common offset dominates every patch
-            embedding; callers keep passing [0, 1] images either way.
+            from scratch learns shapes far sooner from centred pixels
+            (`pixel_mean=0.5`; `recipes/tiny_shapes.py` also sets
+            `pixel_std=0.5`) than from [0, 1] ones, whose common offset
+            dominates every patch embedding (`benchmarks/shape_learning.py`
+            measures it). Callers pass [0, 1] images either way.
         position_initializer: `"truncated_normal"` (std 0.02, as DINOv2) or
             `"sinusoidal"` (2-D sinusoids, see
             `SinusoidalPositionTableInitializer`) for the learned position
