@@ -121,7 +121,7 @@ def test_a_preset_of_other_towers_or_another_tokenizer_is_refused(small_preset, 
                                 "model.vision.num_layers=2", "data.sequence_length=32"])
     with pytest.raises(ValueError, match=(
         "model.vision.num_layers is 2, the preset's 1; data.sequence_length "
-        "is 32, the preset's 64. Set those fields"
+        "is 32, the preset's 16. Set those fields"
     )):
         build_pretrainer(recipe, build_tokenizer(recipe).vocabulary_size())
     other = str(tmp_path / "other.spm")
