@@ -10,6 +10,8 @@ from keras_tips.layers.positions import SinusoidalPositionTableInitializer
 from keras_tips.layers.positions import sinusoidal_position_grid
 from keras_tips.layers.positions import sinusoidal_positions
 
+pytestmark = pytest.mark.multibackend
+
 TINY = dict(hidden_dim=16, num_layers=1, num_heads=2, intermediate_dim=32,
             position_grid_size=2)
 
