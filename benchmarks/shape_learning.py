@@ -35,6 +35,7 @@ ARMS = {
     "sinusoidal positions": dict(OFFICIAL_INPUT, position_initializer="sinusoidal"),
     "the recipe's settings": {},
 }
+NUM_TEST = 300  # test scenes scored
 SECTION_BEGIN = "<!-- shape learning table: begin -->"
 SECTION_END = "<!-- shape learning table: end -->"
 
@@ -79,7 +80,7 @@ def train_arm(vision, data, train, test, steps, batch_size, learning_rate, seed)
 
 
 def measure(recipe_path, steps, seeds, batch_size=32, learning_rate=1e-3,
-            num_train=3000, num_test=300, arms=ARMS, progress=common.log):
+            num_train=3000, num_test=NUM_TEST, arms=ARMS, progress=common.log):
     """`{arm: [test accuracy per seed]}` and the recipe it ran on."""
     from keras_tips.training.recipe import load_recipe
 
@@ -105,7 +106,7 @@ def measure(recipe_path, steps, seeds, batch_size=32, learning_rate=1e-3,
     return results, recipe
 
 
-def report(results, recipe, recipe_path, steps):
+def report(results, recipe, recipe_path, steps, num_test=NUM_TEST):
     """The Markdown section (with its markers)."""
     from keras_tips.data.shapes import SHAPE_CLASSES
 
@@ -133,7 +134,7 @@ def report(results, recipe, recipe_path, steps):
         f"trained as a supervised shape classifier (CLS1, linear layer, "
         f"AdamW 1e-3, batch 32) for {steps} steps on {data.image_size} px "
         f"scenes of at most {data.max_objects} object(s) at scale "
-        f"{data.object_scale}; accuracy on 300 test scenes, chance "
+        f"{data.object_scale}; accuracy on {num_test} test scenes, chance "
         f"{1 / len(SHAPE_CLASSES):.3f}.",
         "",
         table,
