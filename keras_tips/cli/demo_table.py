@@ -15,6 +15,8 @@ Usage:
 import argparse
 import json
 
+from keras_tips.evaluation.shapes_benchmark import chance_key
+from keras_tips.training.ablation import check_readme_section
 from keras_tips.training.ablation import write_readme_section
 
 README_BEGIN = "<!-- demo table: begin (written by keras-tips demo --readme) -->"
@@ -35,19 +37,9 @@ DEMO_METRICS = (
     ("retrieval_synthetic/cls_2/image_to_text/recall@1",
      "image → synthetic caption, CLS2 R@1", None, "higher"),
 )
-_CHANCE = {
-    "zero_shot/": "chance/zero_shot_top1",
-    "zero_shot_colour/": "chance/zero_shot_colour_top1",
-    "knn/": "chance/knn_top1",
-}
-
-
 def _baseline(results, prefix, metric):
-    if prefix == "chance":
-        key = next((c for p, c in _CHANCE.items() if metric.startswith(p)), None)
-    else:
-        key = f"{prefix}/{metric}"
-    value = results.get(key) if key else None
+    key = chance_key(metric) if prefix == "chance" else f"{prefix}/{metric}"
+    value = results.get(key)
     return "" if value is None else f"{value:.3f}"
 
 
@@ -104,17 +96,7 @@ def demo_markdown(results):
 
 def check_readme(readme):
     """Raises a ValueError unless `readme` holds the two demo markers."""
-    try:
-        with open(readme, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as error:
-        raise ValueError(f"Cannot read {readme}: {error}") from error
-    start, stop = text.find(README_BEGIN), text.find(README_END)
-    if start < 0 or stop < start:
-        raise ValueError(
-            f"{readme} has no '{README_BEGIN}' ... '{README_END}' section; "
-            "add the two marker lines where the demo table belongs."
-        )
+    check_readme_section(readme, README_BEGIN, README_END)
 
 
 def write_demo_section(results, readme):

@@ -15,7 +15,7 @@ import zipfile
 import numpy as np
 
 from keras_tips.errors import CheckpointError
-from keras_tips.models.tips_vision_encoder import position_grid_size_from_table
+from keras_tips.layers.positions import position_grid_size_from_table
 
 # Attention heads of the standard ViT widths used by TIPS (S, B, L, So400m, g).
 HEADS_BY_WIDTH = {384: 6, 768: 12, 1024: 16, 1152: 16, 1536: 24}

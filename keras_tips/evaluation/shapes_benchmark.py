@@ -319,6 +319,20 @@ def evaluate_on_shapes(
 BASELINE_PREFIXES = ("trivial", "random_init", "ceiling", "chance")
 
 
+# The `chance/` entry of each metric family that has one.
+_CHANCE_KEYS = {
+    "zero_shot/": "chance/zero_shot_top1",
+    "zero_shot_colour/": "chance/zero_shot_colour_top1",
+    "knn/": "chance/knn_top1",
+}
+
+
+def chance_key(metric):
+    """The `chance/...` key of a metric's chance level ("" when it has
+    none)."""
+    return next((c for p, c in _CHANCE_KEYS.items() if metric.startswith(p)), "")
+
+
 def baseline_table(results, title=None):
     """A Markdown table: every trained metric beside its baselines.
 
@@ -326,11 +340,6 @@ def baseline_table(results, title=None):
         results: a dict from `evaluate_on_shapes`.
         title: optional heading.
     """
-    chance = {
-        "zero_shot/": "chance/zero_shot_top1",
-        "zero_shot_colour/": "chance/zero_shot_colour_top1",
-        "knn/": "chance/knn_top1",
-    }
     lines = [f"### {title}", ""] if title else []
     lines.append("| metric | trained | " + " | ".join(BASELINE_PREFIXES) + " |")
     lines.append("|---|---:|" + "---:|" * len(BASELINE_PREFIXES))
@@ -339,9 +348,7 @@ def baseline_table(results, title=None):
             continue
         cells = []
         for prefix in BASELINE_PREFIXES:
-            key = f"{prefix}/{metric}"
-            if prefix == "chance":
-                key = next((c for p, c in chance.items() if metric.startswith(p)), "")
+            key = chance_key(metric) if prefix == "chance" else f"{prefix}/{metric}"
             cells.append(f"{results[key]:.3f}" if key in results else "")
         lines.append(f"| {metric} | {value:.3f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -87,6 +87,17 @@ def resize_position_grid(grid, target_height, target_width):
     return ops.cast(resized, grid.dtype)
 
 
+def position_grid_size_from_table(num_positions):
+    """Side of the square grid behind a (1 + side**2)-entry position table."""
+    side = math.isqrt(num_positions - 1)
+    if side * side != num_positions - 1:
+        raise ValueError(
+            f"A position table of {num_positions} entries is not one CLS "
+            "entry plus a square grid."
+        )
+    return side
+
+
 def sinusoidal_position_grid(grid_size, dim):
     """Fixed 2-D sinusoids on a square patch grid, flattened row-major.
 
@@ -138,12 +149,7 @@ class SinusoidalPositionTableInitializer(keras.initializers.Initializer):
                 "Expected a position table shape (1, 1 + side**2, dim). "
                 f"Received: {tuple(shape)}"
             )
-        side = math.isqrt(shape[1] - 1)
-        if side * side != shape[1] - 1:
-            raise ValueError(
-                f"A position table of {shape[1]} entries is not one CLS entry "
-                "plus a square grid."
-            )
+        side = position_grid_size_from_table(shape[1])
         grid = sinusoidal_position_grid(side, shape[2])
         table = ops.concatenate([ops.zeros((1, shape[2])), grid], axis=0)
         return ops.cast(table[None], dtype or "float32")

@@ -1,6 +1,5 @@
 """The TIPS image tower: a DINOv2-style ViT/14 with two CLS tokens."""
 
-import math
 import operator
 
 import keras
@@ -388,13 +387,3 @@ class TIPSVisionEncoder(keras.layers.Layer):
         )
         return config
 
-
-def position_grid_size_from_table(num_positions):
-    """Side of the square grid behind a (1 + side**2)-entry position table."""
-    side = math.isqrt(num_positions - 1)
-    if side * side != num_positions - 1:
-        raise ValueError(
-            f"A position table of {num_positions} entries is not one CLS "
-            "entry plus a square grid."
-        )
-    return side

@@ -382,20 +382,35 @@ def ablation_markdown(raw, digits=3):
     return "\n".join(lines)
 
 
-def write_readme_section(path, markdown, begin=README_BEGIN, end=README_END):
-    """Replaces the text between the two marker lines of a Markdown file.
+def check_readme_section(path, begin=README_BEGIN, end=README_END):
+    """The text of a Markdown file that holds the two marker lines, in order.
 
     Raises:
-        ValueError: when the markers are missing or out of order (the file
-            is left as it was).
+        ValueError: the file cannot be read, or the markers are missing or
+            out of order.
     """
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as error:
+        raise ValueError(f"Cannot read {path}: {error}") from error
     start, stop = text.find(begin), text.find(end)
     if start < 0 or stop < start:
         raise ValueError(
             f"{path} has no '{begin}' ... '{end}' section; add the two marker "
             "lines where the table belongs."
         )
+    return text
+
+
+def write_readme_section(path, markdown, begin=README_BEGIN, end=README_END):
+    """Replaces the text between the two marker lines of a Markdown file.
+
+    Raises:
+        ValueError: when the file cannot be read or the markers are missing
+            or out of order (the file is left as it was).
+    """
+    text = check_readme_section(path, begin, end)
+    start, stop = text.find(begin), text.find(end)
     updated = text[: start + len(begin)] + "\n" + markdown.strip() + "\n" + text[stop:]
     write_atomically(path, updated)
