@@ -170,6 +170,16 @@ def ablation_recipes(base, arms=None):
     return variants
 
 
+def run_schedule(recipe):
+    """What every run of an ablation shares, for the table's caption: the
+    recipe's training steps, batch and image size."""
+    return {
+        "total_steps": int(recipe.train.total_steps),
+        "batch_size": int(recipe.data.pipeline.batch_size),
+        "image_size": int(recipe.data.image_size),
+    }
+
+
 def run_directory(output_dir, arm, seed):
     """Where one arm's run with one seed lives."""
     slug = "".join(c if c.isalnum() else "_" for c in arm).strip("_")
@@ -198,8 +208,9 @@ def run_ablation(
             `"skipped"`) instead of refusing to start.
 
     Returns:
-        `{"recipe": base name, "seeds": [...], "runs": {arm: {seed:
-        metrics}}, "skipped": {arm: reason}}`.
+        `{"recipe": base name, "seeds": [...], "schedule":
+        run_schedule(base), "runs": {arm: {seed: metrics}}, "skipped":
+        {arm: reason}}`.
     """
     from keras_tips.training.loop import pretrain
     from keras_tips.training.loop import read_history
@@ -214,8 +225,8 @@ def run_ablation(
         arms = {name: o for name, o in arms.items() if name not in skipped}
     variants = ablation_recipes(base, arms)
     raw = {
-        "recipe": base.name, "seeds": [int(s) for s in seeds], "runs": {},
-        "skipped": skipped,
+        "recipe": base.name, "seeds": [int(s) for s in seeds],
+        "schedule": run_schedule(base), "runs": {}, "skipped": skipped,
     }
     total = len(variants) * len(seeds)
     index = 0
@@ -372,7 +383,16 @@ def ablation_markdown(raw, digits=3):
     (`ablation.json`): the mean ± std table, the arms skipped and why, and
     whether the dense metrics order as in the paper."""
     summary = summarize(raw)
-    lines = [summary_table(summary, digits=digits)]
+    lines = []
+    schedule = raw.get("schedule")
+    if schedule:
+        lines += [
+            f"Each run: the `{raw.get('recipe', 'base')}` recipe with the arm's "
+            f"objective, {schedule['total_steps']:,} steps of batch "
+            f"{schedule['batch_size']} at {schedule['image_size']} px.",
+            "",
+        ]
+    lines.append(summary_table(summary, digits=digits))
     notes = order_notes(summary)
     if notes:
         lines += [""] + [f"- {note}" for note in notes]

@@ -135,6 +135,8 @@ def test_run_ablation_trains_each_arm_and_seed_once(tmp_path):
     # The last logged training metrics come along.
     assert run["train/distill"] > 0 and "train/mask_teacher_entropy" in run
     assert raw["runs"]["clip_web"]["0"]["train/distill"] == 0.0
+    assert raw["schedule"] == {"total_steps": 2, "batch_size": base.data.pipeline.batch_size,
+                               "image_size": base.data.image_size}
     assert json.loads((tmp_path / ablation.RESULTS_FILE).read_text()) == raw
     # Run again: nothing is retrained or re-evaluated.
     again = ablation.run_ablation(base, str(tmp_path), seeds=(0, 1), arms=arms,
@@ -151,6 +153,7 @@ def _run_script(monkeypatch, *args):
 def test_script_writes_the_readme_section_from_ablation_json(tmp_path, monkeypatch, capsys):
     raw = {
         "recipe": "tiny_shapes", "seeds": [0, 1],
+        "schedule": {"total_steps": 600, "batch_size": 32, "image_size": 56},
         "runs": {
             "clip_web": {"0": {"segmentation_probe/miou": 0.2, "depth_probe/rmse": 0.30},
                          "1": {"segmentation_probe/miou": 0.4, "depth_probe/rmse": 0.28}},
@@ -165,7 +168,10 @@ def test_script_writes_the_readme_section_from_ablation_json(tmp_path, monkeypat
     readme.write_text(f"# Title\n{ablation.README_BEGIN}\nstale numbers\n{ablation.README_END}\nrest\n")
     _run_script(monkeypatch, str(results), str(readme))
     text = readme.read_text()
-    assert text.startswith(f"# Title\n{ablation.README_BEGIN}\n| metric | clip_web | +mask (TIPS) |")
+    assert text.startswith(
+        f"# Title\n{ablation.README_BEGIN}\nEach run: the `tiny_shapes` recipe with the "
+        "arm's objective, 600 steps of batch 32 at 56 px.\n\n| metric | clip_web | +mask (TIPS) |"
+    )
     assert text.endswith(f"{ablation.README_END}\nrest\n")
     assert "stale numbers" not in text
     assert "| segmentation probe mIoU (pixels) ↑ | 0.300 ± 0.141 | 0.650 ± 0.071 |" in text
