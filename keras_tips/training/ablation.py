@@ -180,6 +180,38 @@ def run_schedule(recipe):
     }
 
 
+def without_terms_left_out(recipe, results):
+    """A run's metrics without the training logs of the terms its objective
+    leaves out.
+
+    The pretrainer logs every term each step, as 0 when the term is off; a
+    teacher entropy of 0 in the table would read as a perfectly sharp
+    teacher rather than as no teacher, so those entries are dropped.
+
+    Args:
+        recipe: the run's `PretrainRecipe`.
+        results: `{metric: value}`, with the training logs under `train/`.
+    """
+    objective = recipe.objective
+    prefixes = []
+    if not objective.use_synthetic_captions:
+        prefixes += [
+            "train/contrastive_synthetic", "train/accuracy_synthetic",
+            "train/temperature_synthetic",
+        ]
+    if not objective.distill_weight:
+        prefixes.append("train/distill")
+    if not objective.mask_weight:
+        prefixes.append("train/mask")
+    if not objective.koleo_weight:
+        prefixes.append("train/koleo")
+    return {
+        key: value
+        for key, value in results.items()
+        if not any(key.startswith(prefix) for prefix in prefixes)
+    }
+
+
 def run_directory(output_dir, arm, seed):
     """Where one arm's run with one seed lives."""
     slug = "".join(c if c.isalnum() else "_" for c in arm).strip("_")
@@ -238,7 +270,9 @@ def run_ablation(
             results_path = os.path.join(run_dir, "results.json")
             if os.path.isfile(results_path):
                 with open(results_path, encoding="utf-8") as f:
-                    raw["runs"][arm][str(seed)] = json.load(f)
+                    raw["runs"][arm][str(seed)] = without_terms_left_out(
+                        recipe, json.load(f)
+                    )
                 log(f"[{index}/{total}] {arm}, seed {seed}: done before ({run_dir})")
                 continue
             log(f"[{index}/{total}] {arm}, seed {seed}: training in {run_dir}")
@@ -253,6 +287,7 @@ def run_ablation(
                 for key, value in history[-1].items():
                     if key != "step":
                         results[f"train/{key}"] = float(value)
+            results = without_terms_left_out(seeded, results)
             results["time/train_seconds"] = seconds
             write_atomically(results_path, json.dumps(results, indent=1))
             raw["runs"][arm][str(seed)] = results

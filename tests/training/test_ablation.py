@@ -101,6 +101,27 @@ def test_summarize_and_table():
     assert "zero-shot shape" not in table  # no arm has it
 
 
+def test_metrics_of_terms_left_out_are_dropped():
+    logged = {
+        "zero_shot/cls_1/top1": 0.4, "train/contrastive_web": 2.0,
+        "train/contrastive_synthetic": 0.0, "train/accuracy_synthetic": 0.0,
+        "train/temperature_synthetic": 0.07, "train/distill": 0.0,
+        "train/distill_teacher_entropy": 0.0, "train/mask": 0.0,
+        "train/mask_teacher_entropy": 0.0, "train/koleo": 0.0,
+    }
+    variants = ablation.ablation_recipes(load_recipe(TINY), ablation.TIPS_ARMS)
+    kept = {arm: set(ablation.without_terms_left_out(recipe, logged))
+            for arm, recipe in variants.items()}
+    assert kept["clip_web"] == {"zero_shot/cls_1/top1", "train/contrastive_web"}
+    assert kept["+synthetic"] == kept["clip_web"] | {
+        "train/contrastive_synthetic", "train/accuracy_synthetic",
+        "train/temperature_synthetic"}
+    assert kept["+distill"] == kept["+synthetic"] | {
+        "train/distill", "train/distill_teacher_entropy"}
+    # The tiny recipe has no KoLeo term: its zero stays out in every arm.
+    assert kept["+mask (TIPS)"] == set(logged) - {"train/koleo"}
+
+
 def test_readme_section_is_replaced_between_markers(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{ablation.README_BEGIN}\nold table\n{ablation.README_END}\noutro\n")
@@ -134,7 +155,11 @@ def test_run_ablation_trains_each_arm_and_seed_once(tmp_path):
     assert run["seed"] == 1.0 and run["mask_weight"] == 2.0
     # The last logged training metrics come along.
     assert run["train/distill"] > 0 and "train/mask_teacher_entropy" in run
-    assert raw["runs"]["clip_web"]["0"]["train/distill"] == 0.0
+    # The terms clip_web leaves out are not reported as zeros.
+    clip = raw["runs"]["clip_web"]["0"]
+    assert clip["train/contrastive_web"] > 0
+    assert not [k for k in clip if k.startswith(("train/distill", "train/mask",
+                                                 "train/contrastive_synthetic"))]
     assert raw["schedule"] == {"total_steps": 2, "batch_size": base.data.pipeline.batch_size,
                                "image_size": base.data.image_size}
     assert json.loads((tmp_path / ablation.RESULTS_FILE).read_text()) == raw
@@ -213,3 +238,16 @@ def test_the_tipsv2_arm_trains_with_every_v2_option(tmp_path):
     assert recipe.data.multi_granularity_captions is True
     run = raw["runs"][name]["0"]
     assert run["train/mask"] > 0 and run["train/distill"] > 0
+
+
+def test_readme_ablation_section_is_the_stored_run():
+    """The README's table is `ablation_markdown` of the ablation.json kept in
+    benchmarks/, not numbers copied by hand."""
+    with open(os.path.join(ROOT, "benchmarks", "ablation_tiny_shapes.json"), encoding="utf-8") as f:
+        raw = json.load(f)
+    assert sorted(raw["runs"]) == sorted(ablation.ABLATION_ARMS)
+    assert all(len(by_seed) == 3 for by_seed in raw["runs"].values())
+    text = ablation.check_readme_section(os.path.join(ROOT, "README.md"))
+    section = text[text.index(ablation.README_BEGIN) + len(ablation.README_BEGIN):
+                   text.index(ablation.README_END)]
+    assert section.strip() == ablation.ablation_markdown(raw).strip()
