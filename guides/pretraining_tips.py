@@ -403,7 +403,7 @@ print("zero-shot:", {n: round(float(p), 2) for n, p in zip(names, probabilities)
 
 """
 (After 30 steps the prediction is close to a guess. The `tiny_shapes`
-recipe trains for 1,800 steps; `keras-tips demo` trains it and reports how
+recipe trains for 2,400 steps; `keras-tips demo` trains it and reports how
 far above chance it gets.)
 
 ## Recipes and `keras-tips pretrain`

@@ -44,28 +44,47 @@ import time
 
 from keras_tips.atomic_files import write_atomically
 
+def _with(arm, *overrides):
+    """`arm`'s overrides with `overrides` added, each replacing the arm's own
+    value of the same field."""
+    fields = {override.split("=", 1)[0] for override in overrides}
+    kept = tuple(o for o in arm if o.split("=", 1)[0] not in fields)
+    return kept + tuple(overrides)
+
+
+# TIPSv2's options at TIPS's values. Every TIPS arm sets them, so that it is
+# the objective it names whatever the base recipe uses (`tiny_shapes` itself
+# trains with iBOT++).
+_TIPS_OPTIONS = (
+    "objective.mask_loss_tokens='masked'",
+    "data.multi_granularity_captions=False",
+    "objective.teacher='ema'",
+)
 # Each arm: the overrides that turn the base recipe into it (the base's own
-# values for everything else). Cumulative: each arm adds one part.
+# values for everything else, such as the weights of the terms it keeps).
+# Cumulative: each arm adds one part.
 TIPS_ARMS = {
-    "clip_web": (
+    "clip_web": _TIPS_OPTIONS + (
         "objective.use_synthetic_captions=False",
         "objective.distill_weight=0.0",
         "objective.mask_weight=0.0",
     ),
-    "+synthetic": (
+    "+synthetic": _TIPS_OPTIONS + (
         "objective.use_synthetic_captions=True",
         "objective.distill_weight=0.0",
         "objective.mask_weight=0.0",
     ),
-    "+distill": ("objective.use_synthetic_captions=True", "objective.mask_weight=0.0"),
-    "+mask (TIPS)": ("objective.use_synthetic_captions=True",),
+    "+distill": _TIPS_OPTIONS + (
+        "objective.use_synthetic_captions=True", "objective.mask_weight=0.0",
+    ),
+    "+mask (TIPS)": _TIPS_OPTIONS + ("objective.use_synthetic_captions=True",),
 }
-_IBOT_PLUS_PLUS = TIPS_ARMS["+mask (TIPS)"] + ("objective.mask_loss_tokens='all'",)
-_CAPTIONS = _IBOT_PLUS_PLUS + ("data.multi_granularity_captions=True",)
+_IBOT_PLUS_PLUS = _with(TIPS_ARMS["+mask (TIPS)"], "objective.mask_loss_tokens='all'")
+_CAPTIONS = _with(_IBOT_PLUS_PLUS, "data.multi_granularity_captions=True")
 TIPSV2_ARMS = {
     "+iBOT++": _IBOT_PLUS_PLUS,
     "+multi-granularity captions": _CAPTIONS,
-    "+heads-only EMA (TIPSv2)": _CAPTIONS + ("objective.teacher='heads_only'",),
+    "+heads-only EMA (TIPSv2)": _with(_CAPTIONS, "objective.teacher='heads_only'"),
 }
 ABLATION_ARMS = {**TIPS_ARMS, **TIPSV2_ARMS}
 RESULTS_FILE = "ablation.json"

@@ -146,7 +146,7 @@ def test_pretraining_tips(tmp_path):
     assert "'patch_size': 14" in out and "'position_grid_size': 4" in out
     assert "'max_sequence_length': 16" in out
     assert "at 112 px: crop 112 | position grid 8 | evaluation 112" in out
-    assert "refused: optimizer.total_steps=500 contradicts train.total_steps=1800" in out
+    assert "refused: optimizer.total_steps=500 contradicts train.total_steps=2400" in out
     assert "steps trained: 30" in out
     match = re.search(r"max \|loss - weighted sum\|: (\S+)", out)
     assert match and float(match.group(1)) < 1e-3

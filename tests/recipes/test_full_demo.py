@@ -23,14 +23,16 @@ def test_full_demo_learns(tmp_path):
     assert "Pretraining: step" in result.stderr, result.stderr[-4000:]
     results = json.loads((tmp_path / "demo" / "results.json").read_text())
     chance = results["chance/zero_shot_colour_top1"]
-    # Far above chance (1/6) on unseen scenes, and above the same probes on
-    # random-init features. Five runs of this recipe's settings (1,200 to
-    # 2,400 steps) gave zero-shot shape 0.37-0.44 and colour 1.0; the README
-    # table is one demo run's results.json.
-    assert results["zero_shot_colour/cls_1/top1"] > 3 * chance, results
+    # The demo's goals for what it learns on unseen scenes: zero-shot shape
+    # >= 0.6 and colour >= 0.9 (chance 1/6). The README table's run of this
+    # recipe gave 0.64 and 1.0; the run is seeded, so on the same machine
+    # and library versions this one repeats it.
+    assert results["zero_shot/cls_1/top1"] >= 0.6, results
+    assert results["zero_shot_colour/cls_1/top1"] >= 0.9, results
     assert results["zero_shot_colour/cls_2/top1"] > 3 * chance, results
-    assert results["zero_shot/cls_1/top1"] > 1.6 * results["chance/zero_shot_top1"], results
     assert results["knn/cls_1/top1"] > results["random_init/knn/cls_1/top1"], results
+    assert (results["segmentation_probe/miou"]
+            > results["random_init/segmentation_probe/miou"] + 0.03), results
     assert (results["foreground_probe/miou"]
             > results["random_init/foreground_probe/miou"] + 0.1), results
     assert results["depth_probe/rmse"] < results["random_init/depth_probe/rmse"], results

@@ -29,9 +29,11 @@ B14_FILES = ["data.path='shards/*.array_record'", "data.tokenizer='tokenizer.mod
 # PipelineConfig fields, stored here as today's `mask`).
 BUILT_BEFORE = os.path.join(ROOT, "tests", "testdata", "recipes", "built_at_c7c062e.json")
 # The tiny_shapes changes made on purpose since then, undone: the image
-# tower's from-scratch input settings, and the demo's one-object scenes with
-# their short captions and longer schedule (recipes/tiny_shapes.py says why).
+# tower's from-scratch input settings, the demo's one-object scenes with
+# their short captions and longer schedule, and TIPSv2's patch loss on every
+# token (recipes/tiny_shapes.py says why).
 TINY_CHANGED_SINCE = [
+    "objective.mask_loss_tokens='masked'",
     "model.vision.pixel_mean=0.0",
     "model.vision.pixel_std=1.0",
     "model.vision.position_initializer='truncated_normal'",
@@ -228,7 +230,7 @@ def test_sources_move_what_follows_them():
 @pytest.mark.parametrize(
     "override, source",
     [
-        ("optimizer.total_steps=500", "train.total_steps=1800"),
+        ("optimizer.total_steps=500", "train.total_steps=2400"),
         ("data.pipeline.global_image_size=112", "data.image_size=56"),
         ("data.pipeline.patch_size=8", "model.vision.patch_size=14"),
         ("data.pipeline.seed=1", "train.seed=0"),
@@ -260,8 +262,8 @@ def test_agreeing_overrides_are_accepted():
     recipe = load_recipe(TINY, ["optimizer.total_steps=600", "train.total_steps=600"])
     assert recipe.optimizer.total_steps == 600
     assert loop_optimizer_total_steps(recipe) == 600
-    recipe = load_recipe(TINY, ["optimizer.total_steps=1800"])
-    assert recipe.optimizer.total_steps == 1800
+    recipe = load_recipe(TINY, ["optimizer.total_steps=2400"])
+    assert recipe.optimizer.total_steps == 2400
 
 
 def loop_optimizer_total_steps(recipe):

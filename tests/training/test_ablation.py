@@ -37,6 +37,12 @@ def test_arms_are_cumulative_and_leave_the_base_alone():
     assert flags == [(False, False, False), (True, False, False), (True, True, False), (True, True, True)]
     assert variants["+distill"].name == "tiny_shapes/+distill"
     assert base.objective.distill_weight > 0 and base.name == "tiny_shapes"
+    # The TIPS arms are TIPS whatever TIPSv2 options the base uses.
+    v2_base = load_recipe(TINY, ["objective.mask_loss_tokens='all'", "objective.teacher='heads_only'",
+                                 "data.multi_granularity_captions=True"])
+    for recipe in ablation.ablation_recipes(v2_base, ablation.TIPS_ARMS).values():
+        assert (recipe.objective.mask_loss_tokens, recipe.objective.teacher,
+                recipe.data.multi_granularity_captions) == ("masked", "ema", False)
     with pytest.raises(ValueError, match="Ablation arm .bad.: .*patch_size"):
         ablation.ablation_recipes(base, {"bad": ("data.image_size=57",)})
 
@@ -45,13 +51,17 @@ def test_tipsv2_arms_extend_the_full_objective():
     arms = ablation.ABLATION_ARMS
     assert list(arms)[:4] == list(ablation.TIPS_ARMS)
     full = set(arms["+mask (TIPS)"])
-    assert set(arms["+iBOT++"]) == full | {"objective.mask_loss_tokens='all'"}
-    assert set(arms["+multi-granularity captions"]) == set(arms["+iBOT++"]) | {
-        "data.multi_granularity_captions=True"
-    }
-    assert set(arms["+heads-only EMA (TIPSv2)"]) == set(
-        arms["+multi-granularity captions"]
-    ) | {"objective.teacher='heads_only'"}
+    assert set(arms["+iBOT++"]) == full - {"objective.mask_loss_tokens='masked'"} | {
+        "objective.mask_loss_tokens='all'"}
+    assert set(arms["+multi-granularity captions"]) == set(arms["+iBOT++"]) - {
+        "data.multi_granularity_captions=False"} | {"data.multi_granularity_captions=True"}
+    assert set(arms["+heads-only EMA (TIPSv2)"]) == set(arms["+multi-granularity captions"]) - {
+        "objective.teacher='ema'"} | {"objective.teacher='heads_only'"}
+    variants = ablation.ablation_recipes(load_recipe(TINY), arms)
+    assert [(r.objective.mask_loss_tokens, r.data.multi_granularity_captions, r.objective.teacher)
+            for r in variants.values()][3:] == [
+        ("masked", False, "ema"), ("all", False, "ema"), ("all", True, "ema"),
+        ("all", True, "heads_only")]
 
 
 def test_an_arm_with_a_field_the_schema_lacks_is_refused_or_skipped_on_request(tmp_path):
