@@ -44,11 +44,17 @@ import time
 
 from keras_tips.atomic_files import write_atomically
 
+
+def _field(override):
+    """The field path a `key=value` override sets."""
+    return override.split("=", 1)[0].strip()
+
+
 def _with(arm, *overrides):
     """`arm`'s overrides with `overrides` added, each replacing the arm's own
     value of the same field."""
-    fields = {override.split("=", 1)[0] for override in overrides}
-    kept = tuple(o for o in arm if o.split("=", 1)[0] not in fields)
+    fields = {_field(override) for override in overrides}
+    kept = tuple(o for o in arm if _field(o) not in fields)
     return kept + tuple(overrides)
 
 
@@ -126,7 +132,7 @@ def missing_fields(recipe, overrides):
     """
     missing = []
     for override in overrides:
-        path = override.split("=", 1)[0].strip()
+        path = _field(override)
         target = recipe
         for name in path.split("."):
             if isinstance(target, dict):
