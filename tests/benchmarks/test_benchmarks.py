@@ -199,3 +199,55 @@ def test_shape_learning_trains_each_arm_and_reports_mean_and_spread():
     assert "| a | 0.600 | 0.100 | 0.500, 0.700 |" in markdown
     assert "| b | 0.200 | 0.000 | 0.200, 0.200 |" in markdown
     assert "chance 0.167" in markdown
+
+
+def test_segmentation_bounds_scores_every_feature_set_and_reports_them():
+    from benchmarks import segmentation_bounds
+
+    small = ("evaluation.num_train=8", "evaluation.num_test=8",
+             "evaluation.probe_epochs=1", "data.num_examples=16")
+    recipe = common.tiny_shapes_recipe(small).resolve()
+    pretrained = segmentation_bounds.random_tower(recipe, seed=1)
+    results, recipe, steps = segmentation_bounds.measure(
+        common.TINY_SHAPES_RECIPE, pretrained, steps=2, overrides=small,
+        progress=lambda message: None,
+    )
+    assert steps == 2
+    for name in segmentation_bounds.FEATURE_SETS:
+        scores = results[name]
+        assert 0.0 <= scores["miou"] <= 1.0
+        assert scores["interior_patches"] + scores["edge_patches"] > 0
+    assert 0.0 < results["trivial"] < 1.0
+    markdown = segmentation_bounds.report(
+        results, recipe, common.TINY_SHAPES_RECIPE,
+        f"{common.REPOSITORY_ROOT}/runs/demo/preset", steps,
+    )
+    assert markdown.startswith(segmentation_bounds.SECTION_BEGIN)
+    assert markdown.endswith(segmentation_bounds.SECTION_END)
+    assert "--preset runs/demo/preset`" in markdown
+    assert f"| pretrained | {results['pretrained']['miou']:.3f} |" in markdown
+    assert "trained for 2 steps" in markdown
+
+
+def test_segmentation_bounds_patch_positions_split_interior_from_edge():
+    from benchmarks import segmentation_bounds
+
+    mask = np.zeros((1, 4, 4), np.int64)
+    mask[0, :2, :2] = 3  # the top-left 2x2 patch wholly on the object
+    mask[0, :2, 2] = 3  # half of the next patch: neither interior nor edge
+    mask[0, 2:, :2] = 1
+    mask[0, 3, 1] = 0  # three quarters of the bottom-left patch: edge
+    positions = segmentation_bounds.patch_positions(mask, 2)
+    np.testing.assert_array_equal(positions["interior"][0], [[True, False], [False, False]])
+    np.testing.assert_array_equal(positions["edge"][0], [[False, False], [True, False]])
+
+
+def test_segmentation_bounds_appends_the_cls_token_to_every_patch():
+    from benchmarks import segmentation_bounds
+
+    patches = np.arange(2 * 2 * 2 * 3, dtype="float32").reshape(2, 2, 2, 3)
+    cls = np.array([[10.0, 20.0], [30.0, 40.0]], "float32")
+    joined = segmentation_bounds.with_cls_appended({"patches": patches, "cls_1": cls})["patches"]
+    assert joined.shape == (2, 2, 2, 5)
+    np.testing.assert_array_equal(joined[..., :3], patches)
+    np.testing.assert_array_equal(joined[1, 1, 0, 3:], cls[1])
