@@ -41,6 +41,13 @@ from benchmarks import common  # noqa: E402
 
 SECTION_BEGIN = "<!-- segmentation bounds table: begin -->"
 SECTION_END = "<!-- segmentation bounds table: end -->"
+def shape_classes():
+    """Classes of the shape masks: background and the shapes."""
+    from keras_tips.evaluation.shapes_benchmark import SEGMENTATION_TASKS
+
+    return SEGMENTATION_TASKS["segmentation_probe"][1]
+
+
 FEATURE_SETS = (
     "pretrained",
     "pretrained, CLS1 appended",
@@ -88,7 +95,7 @@ def train_supervised_tower(recipe, scenes, steps, seed=0, progress=common.log):
     keras.utils.set_random_seed(seed)
     images = scenes["images"]
     size = images.shape[1]
-    num_classes = int(scenes["class_mask"].max()) + 1
+    num_classes = shape_classes()
     patch_size = recipe.model.vision["patch_size"]
     labels = patch_majority_labels(
         scenes["class_mask"], patch_size, num_classes
@@ -107,6 +114,7 @@ def train_supervised_tower(recipe, scenes, steps, seed=0, progress=common.log):
     )
     batch_size = recipe.data.pipeline.batch_size
     order = np.random.default_rng(seed).integers(0, len(images), steps * batch_size)
+    progress(f"training the supervised tower for {steps} steps")
     start = time.time()
     history = model.fit(
         images[order], labels[order], batch_size=batch_size, epochs=1,
@@ -183,7 +191,7 @@ def score(train_features, test_features, probe, test, epochs, patch_size, seed=0
     from keras_tips.evaluation.probes import fit_segmentation_probe
     from keras_tips.evaluation.utils import patch_majority_labels
 
-    num_classes = int(max(probe["class_mask"].max(), test["class_mask"].max())) + 1
+    num_classes = shape_classes()
     pixel = evaluate_segmentation_probe(
         train_features, probe["class_mask"], test_features, test["class_mask"],
         num_classes=num_classes, epochs=epochs, seed=seed,
@@ -245,8 +253,7 @@ def measure(recipe_path, pretrained, steps=None, overrides=(), progress=common.l
 def _trivial_miou(class_mask):
     from keras_tips.evaluation.shapes_benchmark import constant_segmentation_scores
 
-    num_classes = int(class_mask.max()) + 1
-    return constant_segmentation_scores(class_mask, num_classes)["miou"]
+    return constant_segmentation_scores(class_mask, shape_classes())["miou"]
 
 
 def report(results, recipe, recipe_path, preset, steps):
