@@ -349,6 +349,12 @@ def report_section(markdown, output, begin, end):
         log(f"wrote {output}")
 
 
+def titled_section(begin, end, title, description, table):
+    """A report section between its markers: a level-3 title, the paragraph
+    that says how the numbers were taken, and the table."""
+    return "\n".join([begin, "", f"### {title}", "", description, "", table, "", end])
+
+
 def markdown_table(headers, rows, align=None):
     """A Markdown table; `align` is a string of 'l'/'r' per column
     (default: first column left, the others right)."""

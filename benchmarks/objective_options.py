@@ -113,23 +113,21 @@ def report(results, recipe_path, per_device_batch):
         rows,
     )
     machine = common.machine_info()
-    return "\n".join([
+    return common.titled_section(
         SECTION_BEGIN,
-        "",
-        "### TIPSv2 objective options",
-        "",
-        f"`python benchmarks/objective_options.py --recipe "
-        f"{os.path.relpath(recipe_path, common.REPOSITORY_ROOT)} "
-        f"--per-device-batch {per_device_batch}` at revision "
-        f"{common.git_revision()}, JAX, {machine['cpu']} ({machine['logical_cores']} cores). "
-        "Peak memory and FLOPs: XLA's plan of one compiled train step; values "
-        "held: weights of the student, teacher and heads (no optimizer "
-        "moments); images/s: median over interleaved rounds.",
-        "",
-        table,
-        "",
         SECTION_END,
-    ])
+        "TIPSv2 objective options",
+        (
+            f"`python benchmarks/objective_options.py --recipe "
+            f"{os.path.relpath(recipe_path, common.REPOSITORY_ROOT)} "
+            f"--per-device-batch {per_device_batch}` at revision "
+            f"{common.git_revision()}, JAX, {machine['cpu']} ({machine['logical_cores']} cores). "
+            "Peak memory and FLOPs: XLA's plan of one compiled train step; values "
+            "held: weights of the student, teacher and heads (no optimizer "
+            "moments); images/s: median over interleaved rounds."
+        ),
+        table,
+    )
 
 
 def main(argv=None):

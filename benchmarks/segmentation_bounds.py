@@ -277,29 +277,27 @@ def report(results, recipe, recipe_path, preset, steps):
     preset = os.path.abspath(preset)
     if preset.startswith(common.REPOSITORY_ROOT + os.sep):
         preset = os.path.relpath(preset, common.REPOSITORY_ROOT)
-    return "\n".join([
+    return common.titled_section(
         SECTION_BEGIN,
-        "",
-        "### What limits the demo's segmentation probe",
-        "",
-        f"`python benchmarks/segmentation_bounds.py --recipe "
-        f"{os.path.relpath(recipe_path, common.REPOSITORY_ROOT)} --preset "
-        f"{preset}` at revision {common.git_revision()}: the demo's linear "
-        f"segmentation probe ({recipe.evaluation.num_train} validation scenes, "
-        f"{recipe.evaluation.probe_epochs} epochs; {recipe.evaluation.num_test} "
-        f"test scenes of {data.image_size} px) on four sets of patch features. "
-        f"The supervised tower is the recipe's image tower trained for {steps} "
-        f"steps (batch {data.pipeline.batch_size}, the recipe's optimizer) on "
-        f"the masks' patch-majority labels. Accuracies are of a patch-level "
-        f"probe on the test patches that lie wholly on the object (interior, "
-        f"{counts['interior_patches']}) or mostly on it (edge, "
-        f"{counts['edge_patches']}); predicting background everywhere scores "
-        f"mIoU {results['trivial']:.3f}.",
-        "",
-        table,
-        "",
         SECTION_END,
-    ])
+        "What limits the demo's segmentation probe",
+        (
+            f"`python benchmarks/segmentation_bounds.py --recipe "
+            f"{os.path.relpath(recipe_path, common.REPOSITORY_ROOT)} --preset "
+            f"{preset}` at revision {common.git_revision()}: the demo's linear "
+            f"segmentation probe ({recipe.evaluation.num_train} validation scenes, "
+            f"{recipe.evaluation.probe_epochs} epochs; {recipe.evaluation.num_test} "
+            f"test scenes of {data.image_size} px) on four sets of patch features. "
+            f"The supervised tower is the recipe's image tower trained for {steps} "
+            f"steps (batch {data.pipeline.batch_size}, the recipe's optimizer) on "
+            f"the masks' patch-majority labels. Accuracies are of a patch-level "
+            f"probe on the test patches that lie wholly on the object (interior, "
+            f"{counts['interior_patches']}) or mostly on it (edge, "
+            f"{counts['edge_patches']}); predicting background everywhere scores "
+            f"mIoU {results['trivial']:.3f}."
+        ),
+        table,
+    )
 
 
 def main(argv=None):

@@ -123,24 +123,22 @@ def report(results, recipe, recipe_path, steps, num_test=NUM_TEST):
         ["tower input settings", "test accuracy", "std over seeds", "per seed"],
         rows,
     )
-    return "\n".join([
+    return common.titled_section(
         SECTION_BEGIN,
-        "",
-        "### How fast the demo's image tower learns shapes",
-        "",
-        f"`python benchmarks/shape_learning.py --recipe "
-        f"{os.path.relpath(recipe_path, common.REPOSITORY_ROOT)} --steps {steps}` "
-        f"at revision {common.git_revision()}: the recipe's image tower "
-        f"trained as a supervised shape classifier (CLS1, linear layer, "
-        f"AdamW 1e-3, batch 32) for {steps} steps on {data.image_size} px "
-        f"scenes of at most {data.max_objects} object(s) at scale "
-        f"{data.object_scale}; accuracy on {num_test} test scenes, chance "
-        f"{1 / len(SHAPE_CLASSES):.3f}.",
-        "",
-        table,
-        "",
         SECTION_END,
-    ])
+        "How fast the demo's image tower learns shapes",
+        (
+            f"`python benchmarks/shape_learning.py --recipe "
+            f"{os.path.relpath(recipe_path, common.REPOSITORY_ROOT)} --steps {steps}` "
+            f"at revision {common.git_revision()}: the recipe's image tower "
+            f"trained as a supervised shape classifier (CLS1, linear layer, "
+            f"AdamW 1e-3, batch 32) for {steps} steps on {data.image_size} px "
+            f"scenes of at most {data.max_objects} object(s) at scale "
+            f"{data.object_scale}; accuracy on {num_test} test scenes, chance "
+            f"{1 / len(SHAPE_CLASSES):.3f}."
+        ),
+        table,
+    )
 
 
 def main(argv=None):
