@@ -43,6 +43,13 @@ def tiny_shapes_recipe(overrides=()):
     return load_recipe(TINY_SHAPES_RECIPE, list(overrides))
 
 
+def image_tower_settings(recipe):
+    """A recipe's `model.vision` keyword arguments for a bare
+    `TIPSVisionEncoder` trained outside the pretrainer (no stochastic depth:
+    the diagnoses train it as a plain supervised network)."""
+    return {k: v for k, v in recipe.model.vision.items() if k != "drop_path_rate"}
+
+
 # The released tokenizer's vocabulary size.
 RELEASED_VOCABULARY_SIZE = 32000
 _UNREAD = "'(not read: benchmark on random batches)'"

@@ -41,19 +41,19 @@ from benchmarks import common  # noqa: E402
 
 SECTION_BEGIN = "<!-- segmentation bounds table: begin -->"
 SECTION_END = "<!-- segmentation bounds table: end -->"
-def shape_classes():
-    """Classes of the shape masks: background and the shapes."""
-    from keras_tips.evaluation.shapes_benchmark import SEGMENTATION_TASKS
-
-    return SEGMENTATION_TASKS["segmentation_probe"][1]
-
-
 FEATURE_SETS = (
     "pretrained",
     "pretrained, CLS1 appended",
     "supervised on the masks",
     "random init",
 )
+
+
+def shape_classes():
+    """Classes of the shape masks: background and the shapes."""
+    from keras_tips.evaluation.shapes_benchmark import SEGMENTATION_TASKS
+
+    return SEGMENTATION_TASKS["segmentation_probe"][1]
 
 
 def scene_splits(recipe):
@@ -70,11 +70,6 @@ def scene_splits(recipe):
             "train", data.num_examples, data.image_size, **scene
         ),
     }
-
-
-def tower_settings(recipe):
-    """The recipe's `model.vision` keyword arguments for a bare tower."""
-    return {k: v for k, v in recipe.model.vision.items() if k != "drop_path_rate"}
 
 
 def train_supervised_tower(recipe, scenes, steps, seed=0, progress=common.log):
@@ -101,7 +96,7 @@ def train_supervised_tower(recipe, scenes, steps, seed=0, progress=common.log):
         scenes["class_mask"], patch_size, num_classes
     ).reshape(len(images), -1)
     inputs = keras.Input((size, size, 3))
-    outputs = TIPSVisionEncoder(**tower_settings(recipe))(inputs)
+    outputs = TIPSVisionEncoder(**common.image_tower_settings(recipe))(inputs)
     model = keras.Model(
         inputs, keras.layers.Dense(num_classes)(outputs["patches"])
     )
@@ -136,19 +131,22 @@ def random_tower(recipe, seed=0):
     keras.utils.set_random_seed(seed)
     size = recipe.evaluation.image_size
     inputs = keras.Input((size, size, 3))
-    outputs = TIPSVisionEncoder(**tower_settings(recipe))(inputs)
+    outputs = TIPSVisionEncoder(**common.image_tower_settings(recipe))(inputs)
     return _feature_function(
         keras.Model(inputs, outputs), recipe.model.vision["patch_size"]
     )
 
 
 def _feature_function(tower, patch_size):
+    from keras_tips.evaluation.utils import patches_to_grid
+
     def features(images):
         outputs = tower.predict(images, batch_size=64, verbose=0)
-        grid = images.shape[1] // patch_size
-        patches = np.asarray(outputs["patches"])
         return {
-            "patches": patches.reshape(len(images), grid, grid, -1),
+            "patches": patches_to_grid(
+                outputs["patches"], image_size=images.shape[1:3],
+                patch_size=patch_size,
+            ),
             "cls_1": np.asarray(outputs["cls_1"]),
         }
 
@@ -230,19 +228,26 @@ def measure(recipe_path, pretrained, steps=None, overrides=(), progress=common.l
     splits = scene_splits(recipe)
     probe, test = splits["probe"], splits["test"]
     patch_size = recipe.model.vision["patch_size"]
-    extractors = {
-        "pretrained": pretrained,
-        "pretrained, CLS1 appended": lambda images: with_cls_appended(pretrained(images)),
-        "supervised on the masks": train_supervised_tower(
-            recipe, splits["supervised"], steps, progress=progress
+    def encode(extract):
+        return extract(probe["images"]), extract(test["images"])
+
+    # The preset encodes each split once; the CLS-appended set reuses it.
+    pretrained_probe, pretrained_test = encode(pretrained)
+    feature_sets = {
+        "pretrained": (pretrained_probe, pretrained_test),
+        "pretrained, CLS1 appended": (
+            with_cls_appended(pretrained_probe), with_cls_appended(pretrained_test)
         ),
-        "random init": random_tower(recipe),
+        "supervised on the masks": encode(train_supervised_tower(
+            recipe, splits["supervised"], steps, progress=progress
+        )),
+        "random init": encode(random_tower(recipe)),
     }
     results = {}
     for name in FEATURE_SETS:
-        extract = extractors[name]
+        probe_features, test_features = feature_sets[name]
         results[name] = score(
-            extract(probe["images"])["patches"], extract(test["images"])["patches"],
+            probe_features["patches"], test_features["patches"],
             probe, test, recipe.evaluation.probe_epochs, patch_size,
         )
         progress(f"{name}: mIoU {results[name]['miou']:.3f}")

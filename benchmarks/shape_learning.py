@@ -90,11 +90,7 @@ def measure(recipe_path, steps, seeds, batch_size=32, learning_rate=1e-3,
     test = shape_split(data, "test", num_test)
     results = {}
     for name, settings in arms.items():
-        vision = {
-            **{k: v for k, v in recipe.model.vision.items()
-               if k != "drop_path_rate"},
-            **settings,
-        }
+        vision = {**common.image_tower_settings(recipe), **settings}
         results[name] = []
         for seed in range(seeds):
             start = time.time()
